@@ -1,0 +1,119 @@
+"""Pictures a user can open after prepare: landmarks, the canonical frame, motion heat maps.
+
+The motion maps are the paper's Figure 2: per-pixel temporal deviation of the
+frames as decoded, and after warping every frame into the canonical pose. After
+warping, motion should gather on the lips and eyes.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from . import faces as F
+from .geometry import mouth_variance_ratio
+from .project import atomic_path
+
+MAX_FRAMES = 240
+
+
+def _save_png(path: Path, rgb: np.ndarray) -> None:
+    import cv2
+
+    with atomic_path(path) as tmp:
+        ok, buf = cv2.imencode(".png", np.ascontiguousarray(rgb[:, :, ::-1]))
+        tmp.write_bytes(buf.tobytes())
+
+
+def _label(img: np.ndarray, text: str) -> np.ndarray:
+    import cv2
+
+    out = img.copy()
+    cv2.putText(out, text, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
+    cv2.putText(out, text, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+    return out
+
+
+def landmark_overlay(frame: np.ndarray, lm: np.ndarray) -> np.ndarray:
+    import cv2
+
+    out = frame.copy()
+    r = max(1, frame.shape[0] // 256)
+    rigid = set(F.RIGID)
+    lips = set(F.LIPS)
+    for j, (x, y, _) in enumerate(lm[:468]):
+        if j in rigid or j in lips:
+            continue
+        cv2.circle(out, (int(x), int(y)), max(1, r - 1), (235, 235, 120), -1, cv2.LINE_AA)
+    for j in rigid | lips:        # drawn last so the points the method relies on stay visible
+        x, y = lm[j, :2]
+        cv2.circle(out, (int(x), int(y)), r + 1, (255, 80, 80) if j in rigid else (80, 255, 120), -1, cv2.LINE_AA)
+    return out
+
+
+def heat(var: np.ndarray, scale: float, under: np.ndarray) -> np.ndarray:
+    import cv2
+
+    v = np.clip(np.sqrt(var) / max(np.sqrt(scale), 1e-6), 0, 1)
+    cmap = cv2.applyColorMap((v * 255).astype(np.uint8), cv2.COLORMAP_INFERNO)[:, :, ::-1]
+    return (0.35 * under + 0.65 * cmap).astype(np.uint8)
+
+
+def motion_variance(frames: np.ndarray, depth, head, poses, warp: bool) -> np.ndarray:
+    """Per-pixel temporal variance of grey levels, optionally after warping to canonical."""
+    import torch
+
+    from .warp import o2c_grid, sample
+
+    idx = np.linspace(0, len(frames) - 1, min(MAX_FRAMES, len(frames))).astype(int)
+    acc = acc2 = 0.0
+    for s in range(0, len(idx), 48):
+        sel = idx[s:s + 48]
+        img = torch.from_numpy(np.asarray(frames[sel])).permute(0, 3, 1, 2).float().mean(1, keepdim=True)
+        if warp:
+            grid = o2c_grid(torch.from_numpy(depth), torch.from_numpy(head), torch.from_numpy(poses[sel]))
+            img = sample(img, grid)
+        g = img[:, 0].double()
+        acc = acc + g.sum(0)
+        acc2 = acc2 + (g ** 2).sum(0)
+    mean = acc / len(idx)
+    return (acc2 / len(idx) - mean ** 2).clamp(min=0).float().numpy()
+
+
+def write_diagnostics(root: Path, frames: np.ndarray, lm: np.ndarray, has_face: np.ndarray, canon_idx: int,
+                      box: list[int], depth: np.ndarray, head: np.ndarray, face: np.ndarray,
+                      poses: np.ndarray) -> dict[str, float]:
+    """Write diagnostics/*.png; return the motion figures for the manifest."""
+    import cv2
+
+    out = Path(root) / "diagnostics"
+    out.mkdir(exist_ok=True)
+    tracked = np.flatnonzero(has_face)
+    picks = tracked[np.linspace(0, len(tracked) - 1, 4).astype(int)]
+    tiles = [_label(landmark_overlay(np.asarray(frames[i]), lm[i]), f"frame {i}") for i in picks]
+    _save_png(out / "landmarks.png", np.concatenate(tiles, axis=1))
+
+    canon = np.asarray(frames[canon_idx]).copy()
+    x0, y0, w, h = box
+    cv2.rectangle(canon, (x0, y0), (x0 + w - 1, y0 + h - 1), (80, 255, 120), 1 + canon.shape[0] // 256)
+    contour = cv2.findContours((head > 0.5).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)[0]
+    cv2.drawContours(canon, contour, -1, (255, 200, 60), 1, cv2.LINE_AA)
+    d = depth.copy()
+    dv = (d - d.min()) / max(np.ptp(d), 1e-6)
+    depth_rgb = cv2.applyColorMap(((1 - dv) * 255).astype(np.uint8), cv2.COLORMAP_VIRIDIS)[:, :, ::-1]
+    _save_png(out / "canonical.png", np.concatenate(
+        [_label(canon, f"canonical frame {canon_idx}"), _label(depth_rgb, "depth (bright = near)")], axis=1))
+
+    before = motion_variance(frames, depth, head, poses, warp=False)
+    after = motion_variance(frames, depth, head, poses, warp=True)
+    scale = float(np.percentile(before, 99.5))
+    under = np.asarray(frames[canon_idx])
+    ratio_b = mouth_variance_ratio(before, box, face)
+    ratio_a = mouth_variance_ratio(after, box, face)
+    img_b = _label(heat(before, scale, under), f"as decoded: mouth/face {ratio_b:.1f}x")
+    img_a = _label(heat(after, scale, under), f"canonical: mouth/face {ratio_a:.1f}x")
+    _save_png(out / "motion_before.png", img_b)
+    _save_png(out / "motion_after.png", img_a)
+    _save_png(out / "motion.png", np.concatenate([img_b, img_a], axis=1))
+    np.save(out / "motion_variance.npy", np.stack([before, after]))
+    return {"mouth_motion_ratio_before": ratio_b, "mouth_motion_ratio_after": ratio_a}

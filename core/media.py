@@ -1,0 +1,201 @@
+"""Video and audio in and out through the ffmpeg that imageio-ffmpeg ships.
+
+Any container or codec ffmpeg reads is accepted. Video is read at the clip's own
+frame rate as constant frame rate, with rotation metadata applied. Audio comes
+out as 16 kHz mono float32. Writing streams frames into ffmpeg: the whole video
+is never held in memory, and the file appears under its final name only once
+it is complete.
+"""
+from __future__ import annotations
+
+import re
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator, Optional
+
+import numpy as np
+
+from .errors import MediaError
+
+
+def ffmpeg_exe() -> str:
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+@dataclass
+class VideoInfo:
+    width: int            # displayed size, after rotation
+    height: int
+    fps: float
+    n_frames: int         # estimate from duration * fps; decoding gives the exact count
+    duration: float
+    has_audio: bool
+    has_video: bool = True
+    rotation: int = 0
+    audio_rate: int = 0
+    audio_channels: int = 0
+
+
+_DURATION = re.compile(r"Duration:\s*(\d+):(\d+):(\d+(?:\.\d+)?)")
+_VIDEO = re.compile(r"Stream #\d+:\d+.*?: Video: (.*)")
+_AUDIO = re.compile(r"Stream #\d+:\d+.*?: Audio: (.*)")
+_SIZE = re.compile(r"\b(\d{2,5})x(\d{2,5})\b")
+_FPS = re.compile(r"([\d.]+(?:/\d+)?) (fps|tbr)")
+_ROT = re.compile(r"rotation of (-?[\d.]+) degrees|rotate\s*:\s*(-?\d+)")
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise MediaError(f"{path} does not exist; check the path.")
+    if path.is_dir():
+        raise MediaError(f"{path} is a folder; choose a video file.")
+    if path.stat().st_size == 0:
+        raise MediaError(f"{path} is empty (0 bytes); the copy may have failed, copy the file again.")
+
+
+def probe(path: Path | str) -> VideoInfo:
+    """Read stream facts from ffmpeg's header dump. Raises MediaError for unreadable files."""
+    path = Path(path)
+    _check_file(path)
+    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(path)],
+                          capture_output=True, text=True, errors="replace")
+    err = proc.stderr
+    if "Invalid data found" in err or "moov atom not found" in err or "Stream #" not in err:
+        raise MediaError(f"{path.name} is not a video ffmpeg can read (it may be truncated or not a media file); "
+                         "export it again as MP4 or MOV.")
+    v, a = _VIDEO.search(err), _AUDIO.search(err)
+    d = _DURATION.search(err)
+    duration = int(d.group(1)) * 3600 + int(d.group(2)) * 60 + float(d.group(3)) if d else 0.0
+    audio_rate, audio_channels = 0, 0
+    if a:
+        m = re.search(r"(\d+) Hz", a.group(1))
+        audio_rate = int(m.group(1)) if m else 0
+        desc = a.group(1)
+        audio_channels = 1 if "mono" in desc else 2 if "stereo" in desc else 0
+    if v is None or "attached pic" in (v.group(0) if v else ""):
+        return VideoInfo(0, 0, 0.0, 0, duration, bool(a), has_video=False,
+                         audio_rate=audio_rate, audio_channels=audio_channels)
+    desc = v.group(1)
+    size = _SIZE.search(desc)
+    fps_m = _FPS.search(desc)
+    if size is None or fps_m is None:
+        raise MediaError(f"{path.name}: cannot read the video size or frame rate; re-encode it as H.264 MP4.")
+    w, h = int(size.group(1)), int(size.group(2))
+    fps = float(Fraction(fps_m.group(1)))
+    rot = _ROT.search(err)
+    rotation = 0
+    if rot:
+        rotation = int(round(float(rot.group(1) or rot.group(2)))) % 360
+    if rotation in (90, 270):
+        w, h = h, w
+    return VideoInfo(w, h, fps, int(round(duration * fps)), duration, bool(a), True, rotation,
+                     audio_rate, audio_channels)
+
+
+def read_frames(path: Path | str, fps: Optional[float] = None, vf: Optional[str] = None,
+                size: Optional[tuple[int, int]] = None) -> Iterator[np.ndarray]:
+    """Yield RGB uint8 frames at constant frame rate (the clip's own unless `fps` is given).
+
+    vf: an extra ffmpeg filter chain (crop, scale); size: the (w, h) it produces.
+    ffmpeg applies rotation metadata itself before the filter.
+    """
+    path = Path(path)
+    info = probe(path)
+    if not info.has_video:
+        raise MediaError(f"{path.name} has no video stream; choose a video of the speaker.")
+    fps = fps or info.fps
+    w, h = size or (info.width, info.height)
+    cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-i", str(path), "-map", "0:v:0"]
+    if vf:
+        cmd += ["-vf", vf]
+    cmd += ["-fps_mode", "cfr", "-r", f"{fps:.6f}", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=w * h * 3 * 4)
+    nbytes = w * h * 3
+    try:
+        while True:
+            buf = proc.stdout.read(nbytes)
+            if len(buf) < nbytes:
+                break
+            yield np.frombuffer(buf, np.uint8).reshape(h, w, 3)
+    finally:
+        proc.stdout.close()
+        proc.kill()
+        proc.wait()
+        proc.stderr.close()
+
+
+def read_audio(path: Path | str, sr: int = 16000) -> np.ndarray:
+    """Decode the first audio stream of any file to mono float32 at `sr`."""
+    path = Path(path)
+    _check_file(path)
+    cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-i", str(path),
+           "-map", "0:a:0", "-ac", "1", "-ar", str(sr), "-f", "f32le", "-"]
+    proc = subprocess.run(cmd, capture_output=True)
+    if proc.returncode != 0:
+        msg = proc.stderr.decode(errors="replace")
+        if "matches no streams" in msg:
+            raise MediaError(f"{path.name} has no audio track; choose a file with speech.")
+        raise MediaError(f"{path.name} is not audio ffmpeg can read; convert it to WAV or MP3.")
+    wave = np.frombuffer(proc.stdout, np.float32).copy()
+    if wave.size == 0:
+        raise MediaError(f"{path.name} has an empty audio track; choose a file with speech.")
+    return wave
+
+
+def write_wav(path: Path | str, wave: np.ndarray, sr: int = 16000) -> None:
+    import soundfile as sf
+
+    sf.write(str(path), np.asarray(wave, np.float32), sr, subtype="PCM_16", format="WAV")
+
+
+class VideoWriter:
+    """Stream RGB frames to an H.264 + AAC MP4; the file appears under `path` only on success.
+
+    with VideoWriter(out, (w, h), fps, audio=wave16k) as vw:
+        for frame in frames: vw.write(frame)
+    """
+
+    def __init__(self, path: Path | str, size: tuple[int, int], fps: float,
+                 audio: Optional[np.ndarray] = None, audio_rate: int = 16000, quality: float = 8.0) -> None:
+        self.path = Path(path)
+        self.size = (int(size[0]) // 2 * 2, int(size[1]) // 2 * 2)  # yuv420p needs even sides
+        self.fps, self.audio, self.audio_rate, self.quality = fps, audio, audio_rate, quality
+        self.frames_written = 0
+        self._gen = None
+
+    def __enter__(self) -> "VideoWriter":
+        import imageio_ffmpeg
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._dir = tempfile.TemporaryDirectory(prefix=".s2l-", dir=self.path.parent)
+        self._tmp = Path(self._dir.name) / ("video" + (self.path.suffix or ".mp4"))
+        audio_path = None
+        if self.audio is not None:
+            audio_path = str(Path(self._dir.name) / "audio.wav")
+            write_wav(audio_path, self.audio, self.audio_rate)
+        self._gen = imageio_ffmpeg.write_frames(
+            str(self._tmp), self.size, fps=self.fps, quality=self.quality, codec="libx264",
+            macro_block_size=1, audio_path=audio_path, audio_codec="aac" if audio_path else None,
+            output_params=["-movflags", "+faststart"], ffmpeg_log_level="error")
+        self._gen.send(None)
+        return self
+
+    def write(self, frame: np.ndarray) -> None:
+        frame = np.ascontiguousarray(frame[: self.size[1], : self.size[0], :3], dtype=np.uint8)
+        self._gen.send(frame)
+        self.frames_written += 1
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            self._gen.close()
+            if exc_type is None:
+                if self.frames_written == 0:
+                    raise MediaError("nothing to export: no frames were rendered.")
+                self._tmp.replace(self.path)
+        finally:
+            self._dir.cleanup()

@@ -1,0 +1,273 @@
+"""The prepare job: a clip becomes a project folder (DESIGN.md §1). No learning.
+
+Stages: probe -> decode + track faces -> crop, poses, canonical frame, geometry ->
+working frames and canonical mouths -> audio features -> diagnostics -> manifest.
+The project is built in a hidden sibling folder and renamed into place at the
+end, so a failure or cancel never leaves a half-written project.
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from . import audio as A
+from . import faces as F
+from . import geometry as G
+from . import media
+from .errors import FaceError, MediaError, ProjectError
+from .framestore import JpegPackWriter
+from .jobs import CancelToken, Progress, ProgressFn, ensure_token, no_progress
+from .project import SCHEMA_VERSION, Manifest, Project, save_array, write_json
+
+MIN_SECONDS = 5.0
+MIN_FACE_COVERAGE = 0.5
+MIN_FACE_PX = 64            # face width in source pixels below which lips cannot be learned
+TRACK_MAX_SIDE = 720        # frames larger than this are tracked downscaled (landmarks are normalised)
+HELDOUT = 0.1
+
+
+def check_target(project_dir: Path, force: bool) -> None:
+    """Refuse a non-empty or unwritable target unless forced; say what to do."""
+    if project_dir.exists() and not project_dir.is_dir():
+        raise ProjectError(f"{project_dir} is a file; choose a folder for the project.")
+    if project_dir.is_dir() and any(project_dir.iterdir()) and not force:
+        raise ProjectError(f"{project_dir} is not empty; choose a new folder or pass --force to replace it.")
+    parent = project_dir.parent if not project_dir.exists() else project_dir
+    while not parent.exists():
+        parent = parent.parent
+    try:
+        probe = tempfile.NamedTemporaryFile(dir=parent, prefix=".s2l-write-test-")
+        probe.close()
+    except OSError:
+        raise ProjectError(f"cannot write in {parent}; choose a folder you can write to.") from None
+
+
+def _track_pass(video: Path, info: media.VideoInfo, pack: JpegPackWriter, progress: ProgressFn,
+                cancel: CancelToken, max_faces: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Decode once: keep each source frame (JPEG pack) and track the face on it."""
+    import cv2
+
+    scale = min(1.0, TRACK_MAX_SIDE / max(info.width, info.height))
+    lms, seen, most_faces = [], [], 0
+    check_every = max(1, int(round(info.fps)))          # look for extra faces once a second
+    counter = F.FaceCounter() if max_faces == 1 else None
+    with F.FaceTracker(max_faces=max_faces) as tracker:
+        for i, frame in enumerate(media.read_frames(video)):
+            if pack is not None:
+                pack.add(frame)
+            small = cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else frame
+            lm, n = tracker.process(small)
+            if counter is not None and i % check_every == 0 and counter(small) > 1:
+                most_faces = 2
+            seen.append(lm is not None)
+            lms.append(lm / scale if lm is not None else np.full((F.N_LANDMARKS, 3), np.nan, np.float32))
+            if i % 16 == 0:
+                cancel.raise_if_cancelled()
+                progress(Progress("faces", i + 1, info.n_frames, "tracking the face"))
+    if counter is not None:
+        counter.close()
+    if not lms:
+        raise MediaError(f"{video.name} has no decodable frames; it may be truncated. Export it again.")
+    return np.stack(lms).astype(np.float32), np.array(seen), most_faces
+
+
+def _check_faces(video: Path, lm_src: np.ndarray, has_face: np.ndarray) -> None:
+    n, found = len(has_face), int(has_face.sum())
+    if found == 0:
+        raise FaceError(f"no face found in {video.name}; use a clip where one speaker faces the camera.")
+    if found < MIN_FACE_COVERAGE * n:
+        raise FaceError(f"a face was found in only {100 * found / n:.0f}% of {video.name}'s frames (need "
+                        f"{100 * MIN_FACE_COVERAGE:.0f}%); trim the clip to the part where the speaker is visible.")
+    width = float(np.median(np.ptp(lm_src[has_face][:, :, 0], axis=1)))
+    if width < MIN_FACE_PX:
+        raise FaceError(f"the face in {video.name} is only {width:.0f} px wide (need {MIN_FACE_PX}); "
+                        "use a closer shot or a higher-resolution clip.")
+
+
+def _fill_faceless(lm: np.ndarray, has_face: np.ndarray) -> np.ndarray:
+    """Copy the nearest tracked frame's landmarks into faceless frames, for geometry only."""
+    idx = np.flatnonzero(has_face)
+    nearest = idx[np.abs(np.arange(len(lm))[:, None] - idx[None, :]).argmin(1)]
+    out = lm.copy()
+    out[~has_face] = lm[nearest[~has_face]]
+    return out
+
+
+def _crop_filter(crop: list[int], info: media.VideoInfo, size: int) -> str:
+    x0, y0, side, _ = crop
+    pad_l, pad_t = max(0, -x0), max(0, -y0)
+    pad_r, pad_b = max(0, x0 + side - info.width), max(0, y0 + side - info.height)
+    chain = []
+    if pad_l or pad_t or pad_r or pad_b:
+        chain.append(f"pad={info.width + pad_l + pad_r}:{info.height + pad_t + pad_b}:{pad_l}:{pad_t}")
+    chain.append(f"crop={side}:{side}:{x0 + pad_l}:{y0 + pad_t}")
+    chain.append(f"scale={size}:{size}:flags=area")
+    return ",".join(chain)
+
+
+def _working_frames(video: Path, info: media.VideoInfo, crop: list[int], size: int, n: int,
+                    out: Path, progress: ProgressFn, cancel: CancelToken) -> np.ndarray:
+    """Decode a second time through ffmpeg's crop and scale straight into the memory-mapped cache."""
+    frames = np.lib.format.open_memmap(out, mode="w+", dtype=np.uint8, shape=(n, size, size, 3))
+    i = 0
+    for i, f in enumerate(media.read_frames(video, vf=_crop_filter(crop, info, size), size=(size, size))):
+        if i >= n:
+            break
+        frames[i] = f
+        if i % 32 == 0:
+            cancel.raise_if_cancelled()
+            progress(Progress("frames", i + 1, n, "caching working frames"))
+    if i + 1 < n:       # the second decode came up short: repeat the last frame rather than fail
+        frames[i + 1:] = frames[i]
+    frames.flush()
+    return frames
+
+
+def _canonical_mouths(frames: np.ndarray, depth: np.ndarray, head: np.ndarray, poses: np.ndarray,
+                      box: list[int], out: Path, cancel: CancelToken, batch: int = 64) -> np.ndarray:
+    """Ground-truth mouths: every frame warped O2C and cropped to the mouth box."""
+    import torch
+
+    from .warp import o2c_grid, sample
+
+    x0, y0, w, h = box
+    n = len(frames)
+    mouths = np.lib.format.open_memmap(out, mode="w+", dtype=np.uint8, shape=(n, h, w, 3))
+    d, m = torch.from_numpy(depth), torch.from_numpy(head)
+    for s in range(0, n, batch):
+        cancel.raise_if_cancelled()
+        grid = o2c_grid(d, m, torch.from_numpy(poses[s:s + batch]), box)
+        img = torch.from_numpy(np.asarray(frames[s:s + batch])).permute(0, 3, 1, 2).float()
+        mouths[s:s + batch] = sample(img, grid).round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
+    mouths.flush()
+    return mouths
+
+
+def prepare(video: Path | str, project_dir: Path | str, size: int = 256, force: bool = False,
+            progress: ProgressFn = no_progress, cancel: Optional[CancelToken] = None) -> Project:
+    """Turn a clip into a project folder; returns the opened Project."""
+    from .diagnostics import write_diagnostics
+
+    video, project_dir = Path(video), Path(project_dir)
+    cancel = ensure_token(cancel)
+    if size not in (256, 512):
+        raise ProjectError(f"working size {size} is not supported; use 256 or 512.")
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+    progress(Progress("probe", 0, 1, f"reading {video.name}"))
+    info = media.probe(video)
+    if not info.has_video:
+        raise MediaError(f"{video.name} has no video stream (audio only?); choose a video of the speaker.")
+    if info.duration and info.duration < MIN_SECONDS:
+        raise MediaError(f"{video.name} is {info.duration:.1f} s long; a clip of at least {MIN_SECONDS:.0f} s "
+                         "(ideally a few minutes) of one person talking is needed.")
+    check_target(project_dir, force)
+    warnings = [] if info.has_audio else [
+        "the clip has no audio track: it can be prepared, but sync training needs speech in the clip"]
+
+    project_dir.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{project_dir.name}.preparing-", dir=project_dir.parent))
+    try:
+        t = time.perf_counter()
+        pack = JpegPackWriter(work / "originals")
+        lm_src, has_face, many = _track_pass(video, info, pack, progress, cancel, max_faces=1)
+        n = pack.close()
+        if many:            # another face appeared: track again choosing the largest face
+            lm_src, has_face, _ = _track_pass(video, info, None, progress, cancel, max_faces=3)
+        timings["decode+faces"] = time.perf_counter() - t
+        n = min(n, len(has_face))
+        lm_src, has_face = lm_src[:n], has_face[:n]
+        if n / info.fps < MIN_SECONDS:
+            raise MediaError(f"{video.name} has only {n / info.fps:.1f} s of decodable video; at least "
+                             f"{MIN_SECONDS:.0f} s is needed.")
+        _check_faces(video, lm_src, has_face)
+        cancel.raise_if_cancelled()
+
+        t = time.perf_counter()
+        progress(Progress("pose", 0, 1, "fitting head poses"))
+        crop = G.choose_crop(lm_src, has_face, info.width, info.height)
+        lm = F.smooth_tracks(G.to_crop(lm_src, crop, size), has_face)
+        filled = _fill_faceless(lm, has_face)
+        canon_idx = G.choose_canonical(filled, has_face)
+        canon = filled[canon_idx]
+        poses, resid = G.fit_poses(canon, filled, has_face)
+        face_mask, head_mask = G.face_and_head_masks(canon, size)
+        depth = G.canonical_depth(canon, head_mask)
+        box = G.mouth_box(canon, size)
+        timings["pose+geometry"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        frames = _working_frames(video, info, crop, size, n, work / "frames.npy", progress, cancel)
+        timings["frames"] = time.perf_counter() - t
+        t = time.perf_counter()
+        progress(Progress("mouths", 0, 1, "warping mouths to canonical space"))
+        _canonical_mouths(frames, depth, head_mask, poses, box, work / "mouth.npy", cancel)
+        timings["mouths"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        progress(Progress("audio", 0, 1, "computing speech features"))
+        if info.has_audio:
+            wave = media.read_audio(video)
+            media.write_wav(work / "audio.wav", wave)
+            mel = A.speech_features(wave)
+        else:
+            mel = A.speech_features(np.zeros(int(n / info.fps * A.SAMPLE_RATE), np.float32))
+        save_array(work / "mel.npy", mel)
+        timings["audio"] = time.perf_counter() - t
+
+        lm_out = lm.copy()
+        lm_out[~has_face] = np.nan
+        for name, arr in [("landmarks", lm_out), ("has_face", has_face), ("poses", poses),
+                          ("fit_residual", resid), ("depth", depth), ("head_mask", head_mask),
+                          ("face_mask", face_mask)]:
+            save_array(work / f"{name}.npy", arr)
+
+        t = time.perf_counter()
+        progress(Progress("diagnostics", 0, 1, "drawing diagnostic pictures"))
+        motion = write_diagnostics(work, frames, lm_out, has_face, canon_idx, box, depth, head_mask,
+                                   face_mask, poses)
+        timings["diagnostics"] = time.perf_counter() - t
+
+        n_train = int(np.floor(n * (1 - HELDOUT)))
+        seconds = time.perf_counter() - t0
+        manifest = Manifest(
+            source={"path": str(video.resolve()), "name": video.name, "width": info.width, "height": info.height,
+                    "fps": info.fps, "n_frames": n, "duration": n / info.fps, "has_audio": info.has_audio,
+                    "rotation": info.rotation},
+            size=size, crop=crop, canonical_index=canon_idx, mouth_box=box,
+            split={"n_train": n_train, "n_frames": n},
+            audio={"sample_rate": A.SAMPLE_RATE, "hop": A.HOP, "n_mels": A.N_MELS, "window": A.WINDOW,
+                   "mel_rate": A.MEL_RATE},
+            stats={"faces_found": int(has_face.sum()), "face_coverage": float(has_face.mean()),
+                   "residual_mean_px": float(np.nanmean(resid)), "residual_max_px": float(np.nanmax(resid)),
+                   "prepare_seconds": seconds, "stage_seconds": timings, "warnings": warnings,
+                   "several_faces": bool(many), **motion},
+            schema_version=SCHEMA_VERSION)
+        write_json(work / "project.json", manifest.to_json())
+        progress(Progress("done", 1, 1, f"prepared {n} frames in {seconds:.1f} s"))
+        _move_into_place(work, project_dir)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return Project(project_dir)
+
+
+def _move_into_place(work: Path, project_dir: Path) -> None:
+    """Swap the finished folder in; an old project (with --force) is removed only after."""
+    old = None
+    if project_dir.exists():
+        old = project_dir.with_name(f".{project_dir.name}.old-{int(time.time() * 1000)}")
+        project_dir.rename(old)
+    try:
+        work.rename(project_dir)
+    except OSError:
+        if old is not None:
+            old.rename(project_dir)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,221 @@
+"""The project folder: a schema-versioned manifest plus arrays, written atomically.
+
+project/
+  project.json        manifest (see Manifest)
+  frames.npy          (N, S, S, 3) uint8 RGB working crops, memory-mapped
+  originals.bin/.idx  full-resolution source frames as JPEG, random access
+  landmarks.npy       (N, 478, 3) float32 working-crop pixels, NaN where no face
+  has_face.npy        (N,) bool
+  poses.npy           (N, 3, 4) float32 canonical -> observed similarity (core.warp)
+  fit_residual.npy    (N,) float32 mean rigid-fit residual in px
+  depth.npy           (S, S) float32 canonical depth, head_mask.npy / face_mask.npy (S, S)
+  mouth.npy           (N, h, w, 3) uint8 O2C-warped mouth box per frame
+  audio.wav           16 kHz mono speech of the clip (absent when it had none)
+  mel.npy             (T, 80) float32 log-mel, 100 frames/s
+  diagnostics/*.png   pictures for the user
+  checkpoints/        written by training
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import uuid
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import numpy as np
+
+from .errors import ProjectError
+
+SCHEMA_VERSION = 1
+MANIFEST = "project.json"
+DATA_DIR_ENV = "SPEECH2LIP_DATA_DIR"
+
+
+def user_data_dir() -> Path:
+    """Default home of projects; the only user of platformdirs. Tests set SPEECH2LIP_DATA_DIR."""
+    env = os.environ.get(DATA_DIR_ENV)
+    if env:
+        return Path(env)
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("Speech2Lip Studio", "Speech2Lip"))
+
+
+# --- atomic writes ---------------------------------------------------------------
+
+@contextmanager
+def atomic_path(final: Path | str) -> Iterator[Path]:
+    """Yield a temporary path beside `final`; rename it over `final` only on success."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="." + final.name + ".", suffix=".part" + final.suffix,
+                               dir=final.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_json(path: Path | str, obj: Any) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False), encoding="utf-8")
+
+
+def save_array(path: Path | str, arr: np.ndarray) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, arr)
+
+
+# --- manifest ----------------------------------------------------------------------
+
+@dataclass
+class Manifest:
+    """What project.json holds. Boxes are [x0, y0, w, h] in pixels."""
+
+    source: dict[str, Any]            # path, width, height, fps, n_frames, duration, has_audio
+    size: int                         # working crop side S
+    crop: list[int]                   # square crop in source pixels [x0, y0, side, side]
+    canonical_index: int
+    mouth_box: list[int]              # in canonical working pixels
+    split: dict[str, int]             # {"n_train": ..., "n_frames": ...}
+    audio: dict[str, Any]             # sample_rate, hop, n_mels, window (mel frames)
+    stats: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+    project_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    schema_version: int = SCHEMA_VERSION
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, obj: Any, where: Path) -> "Manifest":
+        if not isinstance(obj, dict):
+            raise ProjectError(f"{where} is not a Speech2Lip project manifest; prepare the clip again into a new folder.")
+        version = obj.get("schema_version")
+        if not isinstance(version, int):
+            raise ProjectError(f"{where} has no schema version; it is corrupt. Prepare the clip again with --force.")
+        if version > SCHEMA_VERSION:
+            raise ProjectError(f"{where} was made by a newer Speech2Lip Studio (schema {version}, this one reads "
+                               f"{SCHEMA_VERSION}); update the application to open it.")
+        required = {"source", "size", "crop", "canonical_index", "mouth_box", "split", "audio"}
+        missing = sorted(required - obj.keys())
+        if missing:
+            raise ProjectError(f"{where} is corrupt (missing {', '.join(missing)}); prepare the clip again with --force.")
+        known = {k: obj[k] for k in cls.__dataclass_fields__ if k in obj}
+        try:
+            m = cls(**known)
+            _check_manifest(m)
+        except (TypeError, ValueError) as e:
+            raise ProjectError(f"{where} is corrupt ({e}); prepare the clip again with --force.") from None
+        return m
+
+
+def _check_manifest(m: Manifest) -> None:
+    if m.size not in (128, 256, 512):
+        raise ValueError(f"size {m.size}")
+    n = int(m.split["n_frames"])
+    if not 0 < int(m.split["n_train"]) <= n:
+        raise ValueError("split")
+    if not 0 <= m.canonical_index < n:
+        raise ValueError("canonical index")
+    if len(m.mouth_box) != 4 or len(m.crop) != 4:
+        raise ValueError("box")
+
+
+# --- the project -------------------------------------------------------------------
+
+class Project:
+    """A prepared project folder. Arrays open memory-mapped and lazily."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+        path = self.root / MANIFEST
+        if not path.is_file():
+            raise ProjectError(f"{self.root} is not a prepared project (no {MANIFEST}); "
+                               f"run `speech2lip prepare VIDEO --project {self.root}` first.")
+        try:
+            obj = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ProjectError(f"{path} is corrupt ({e.__class__.__name__}); prepare the clip again with --force.") from None
+        self.manifest = Manifest.from_json(obj, path)
+        self._cache: dict[str, np.ndarray] = {}
+
+    # arrays
+    def array(self, name: str, mmap: bool = True) -> np.ndarray:
+        if name not in self._cache:
+            p = self.root / f"{name}.npy"
+            if not p.is_file():
+                raise ProjectError(f"{self.root} is missing {p.name}; prepare the clip again with --force.")
+            try:
+                self._cache[name] = np.load(p, mmap_mode="r" if mmap else None, allow_pickle=False)
+            except (ValueError, OSError) as e:
+                raise ProjectError(f"{p} is unreadable ({e}); prepare the clip again with --force.") from None
+        return self._cache[name]
+
+    @property
+    def frames(self) -> np.ndarray:
+        return self.array("frames")
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.manifest.split["n_frames"])
+
+    @property
+    def n_train(self) -> int:
+        return int(self.manifest.split["n_train"])
+
+    @property
+    def fps(self) -> float:
+        return float(self.manifest.source["fps"])
+
+    @property
+    def size(self) -> int:
+        return int(self.manifest.size)
+
+    @property
+    def has_audio(self) -> bool:
+        return bool(self.manifest.source.get("has_audio"))
+
+    @property
+    def id(self) -> str:
+        return self.manifest.project_id
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def diagnostics(self) -> Path:
+        return self.root / "diagnostics"
+
+    def path(self, name: str) -> Path:
+        return self.root / name
+
+    def save_manifest(self) -> None:
+        write_json(self.root / MANIFEST, self.manifest.to_json())
+
+
+def open_project(root: Path | str) -> Project:
+    return Project(root)
+
+
+def looks_like_project(root: Path | str) -> bool:
+    return (Path(root) / MANIFEST).is_file()
+
+
+def find_projects(base: Optional[Path] = None) -> list[Path]:
+    """Project folders directly under `base` (default: the user data dir), newest first."""
+    base = Path(base) if base else user_data_dir()
+    if not base.is_dir():
+        return []
+    found = [p for p in base.iterdir() if looks_like_project(p)]
+    return sorted(found, key=lambda p: (p / MANIFEST).stat().st_mtime, reverse=True)

@@ -1,0 +1,75 @@
+"""Shared fixtures: the real media beside the repository, and prepared projects made once per run."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+REPO = Path(__file__).resolve().parents[1]
+MEDIA = REPO.parent / "shared" / "media"
+CLIPS = {"obama_a": MEDIA / "obama_address_a.mp4", "obama_c": MEDIA / "obama_address_c.mp4",
+         "reagan": MEDIA / "reagan_address.mp4"}
+SPEECH = {"jfk": MEDIA / "speech" / "jfk_inaugural.flac",
+          "austen": MEDIA / "speech" / "librivox_austen_0870.wav",
+          "austen2": MEDIA / "speech" / "librivox_austen_0920.wav"}
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_user_data(tmp_path_factory):
+    """Never touch the real user data folder or settings from tests."""
+    d = tmp_path_factory.mktemp("userdata")
+    os.environ["SPEECH2LIP_DATA_DIR"] = str(d)
+    os.environ.setdefault("XDG_CONFIG_HOME", str(d / "config"))
+    yield d
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():
+        pytest.fail(f"real media missing: {path} (tests read ../shared/media beside the repository)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def media():
+    return {k: _need(v) for k, v in CLIPS.items()}
+
+
+@pytest.fixture(scope="session")
+def speech():
+    return {k: _need(v) for k, v in SPEECH.items()}
+
+
+_PREPARED: dict[str, Path] = {}
+
+
+def prepared_project(name: str, tmp_path_factory) -> Path:
+    """Prepare a real clip once per test session; tests that modify it must copy it."""
+    if name not in _PREPARED:
+        from speech2lip.core.prepare import prepare
+
+        root = tmp_path_factory.mktemp(f"prepared_{name}") / name
+        prepare(_need(CLIPS[name]), root)
+        _PREPARED[name] = root
+    return _PREPARED[name]
+
+
+@pytest.fixture(scope="session")
+def obama_project(tmp_path_factory) -> Path:
+    return prepared_project("obama_a", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def reagan_project(tmp_path_factory) -> Path:
+    return prepared_project("reagan", tmp_path_factory)
+
+
+@pytest.fixture
+def project_copy(obama_project, tmp_path) -> Path:
+    """A private copy of the prepared obama project, safe to modify."""
+    dst = tmp_path / "project"
+    shutil.copytree(obama_project, dst)
+    return dst
