@@ -14,9 +14,6 @@ from . import faces as F
 from .geometry import mouth_variance_ratio
 from .project import atomic_path
 
-MAX_FRAMES = 240
-
-
 def _save_png(path: Path, rgb: np.ndarray) -> None:
     import cv2
 
@@ -59,31 +56,13 @@ def heat(var: np.ndarray, scale: float, under: np.ndarray) -> np.ndarray:
     return (0.35 * under + 0.65 * cmap).astype(np.uint8)
 
 
-def motion_variance(frames: np.ndarray, depth, head, poses, warp: bool) -> np.ndarray:
-    """Per-pixel temporal variance of grey levels, optionally after warping to canonical."""
-    import torch
-
-    from .warp import o2c_grid, sample
-
-    idx = np.linspace(0, len(frames) - 1, min(MAX_FRAMES, len(frames))).astype(int)
-    acc = acc2 = 0.0
-    for s in range(0, len(idx), 48):
-        sel = idx[s:s + 48]
-        img = torch.from_numpy(np.asarray(frames[sel])).permute(0, 3, 1, 2).float().mean(1, keepdim=True)
-        if warp:
-            grid = o2c_grid(torch.from_numpy(depth), torch.from_numpy(head), torch.from_numpy(poses[sel]))
-            img = sample(img, grid)
-        g = img[:, 0].double()
-        acc = acc + g.sum(0)
-        acc2 = acc2 + (g ** 2).sum(0)
-    mean = acc / len(idx)
-    return (acc2 / len(idx) - mean ** 2).clamp(min=0).float().numpy()
-
-
 def write_diagnostics(root: Path, frames: np.ndarray, lm: np.ndarray, has_face: np.ndarray, canon_idx: int,
                       box: list[int], depth: np.ndarray, head: np.ndarray, face: np.ndarray,
-                      poses: np.ndarray) -> dict[str, float]:
-    """Write diagnostics/*.png; return the motion figures for the manifest."""
+                      before: np.ndarray, after: np.ndarray) -> dict[str, float]:
+    """Write diagnostics/*.png; return the motion figures for the manifest.
+
+    before/after: per-pixel temporal variance as decoded and warped to canonical.
+    """
     import cv2
 
     out = Path(root) / "diagnostics"
@@ -104,8 +83,6 @@ def write_diagnostics(root: Path, frames: np.ndarray, lm: np.ndarray, has_face: 
     _save_png(out / "canonical.png", np.concatenate(
         [_label(canon, f"canonical frame {canon_idx}"), _label(depth_rgb, "depth (bright = near)")], axis=1))
 
-    before = motion_variance(frames, depth, head, poses, warp=False)
-    after = motion_variance(frames, depth, head, poses, warp=True)
     scale = float(np.percentile(before, 99.5))
     under = np.asarray(frames[canon_idx])
     ratio_b = mouth_variance_ratio(before, box, face)

@@ -110,42 +110,98 @@ def _crop_filter(crop: list[int], info: media.VideoInfo, size: int) -> str:
     return ",".join(chain)
 
 
-def _working_frames(video: Path, info: media.VideoInfo, crop: list[int], size: int, n: int,
-                    out: Path, progress: ProgressFn, cancel: CancelToken) -> np.ndarray:
-    """Decode a second time through ffmpeg's crop and scale straight into the memory-mapped cache."""
-    frames = np.lib.format.open_memmap(out, mode="w+", dtype=np.uint8, shape=(n, size, size, 3))
-    i = 0
-    for i, f in enumerate(media.read_frames(video, vf=_crop_filter(crop, info, size), size=(size, size))):
-        if i >= n:
-            break
-        frames[i] = f
-        if i % 32 == 0:
-            cancel.raise_if_cancelled()
-            progress(Progress("frames", i + 1, n, "caching working frames"))
-    if i + 1 < n:       # the second decode came up short: repeat the last frame rather than fail
-        frames[i + 1:] = frames[i]
-    frames.flush()
-    return frames
+class _NpyStream:
+    """Write an .npy array row by row with plain file writes: RAM stays flat for any clip length
+    (a writable memmap would keep every touched page resident)."""
+
+    def __init__(self, path: Path, shape: tuple[int, ...], dtype=np.uint8) -> None:
+        self.f = open(path, "wb")
+        np.lib.format.write_array_header_1_0(self.f, {"descr": np.dtype(dtype).str, "fortran_order": False,
+                                                      "shape": shape})
+        self.rows, self.n, self.last = 0, shape[0], None
+
+    def write(self, rows: np.ndarray) -> None:
+        rows = rows[: self.n - self.rows]
+        self.f.write(np.ascontiguousarray(rows).tobytes())
+        self.rows += len(rows)
+        self.last = rows[-1:]
+
+    def close(self) -> None:
+        while self.rows < self.n and self.last is not None:     # a short second decode: repeat the last row
+            self.write(self.last)
+        self.f.close()
 
 
-def _canonical_mouths(frames: np.ndarray, depth: np.ndarray, head: np.ndarray, poses: np.ndarray,
-                      box: list[int], out: Path, cancel: CancelToken, batch: int = 64) -> np.ndarray:
-    """Ground-truth mouths: every frame warped O2C and cropped to the mouth box."""
+class _Motion:
+    """Running per-pixel variance of grey levels, as decoded and warped to canonical (paper Fig. 2)."""
+
+    def __init__(self, n: int, size: int, every: int) -> None:
+        self.every, self.count = every, 0
+        self.sums = np.zeros((2, 2, size, size))      # [before/after][sum/sum of squares]
+
+    def add(self, start: int, frames, depth, head, poses) -> None:
+        from .warp import o2c_grid, sample
+
+        keep = [k for k in range(len(frames)) if (start + k) % self.every == 0]
+        if not keep:
+            return
+        grey = frames[keep].float().mean(1, keepdim=True)                       # (k, 1, S, S)
+        grid = o2c_grid(depth, head, poses[keep])
+        for j, img in enumerate((grey, sample(grey, grid))):
+            g = img[:, 0].double().numpy()
+            self.sums[j, 0] += g.sum(0)
+            self.sums[j, 1] += (g ** 2).sum(0)
+        self.count += len(keep)
+
+    def variances(self) -> tuple[np.ndarray, np.ndarray]:
+        mean = self.sums[:, 0] / max(self.count, 1)
+        var = np.maximum(self.sums[:, 1] / max(self.count, 1) - mean ** 2, 0).astype(np.float32)
+        return var[0], var[1]
+
+
+def _stream_frames(video: Path, info: media.VideoInfo, crop: list[int], size: int, n: int, work: Path,
+                   depth: np.ndarray, head: np.ndarray, poses: np.ndarray, box: list[int],
+                   progress: ProgressFn, cancel: CancelToken, batch: int = 32) -> _Motion:
+    """Second decode, through ffmpeg's crop and scale: write the working frames, warp each to
+    canonical for the ground-truth mouth box, and gather motion statistics, all in one pass."""
     import torch
 
     from .warp import o2c_grid, sample
 
-    x0, y0, w, h = box
-    n = len(frames)
-    mouths = np.lib.format.open_memmap(out, mode="w+", dtype=np.uint8, shape=(n, h, w, 3))
+    _, _, w, h = box
+    frames_out = _NpyStream(work / "frames.npy", (n, size, size, 3))
+    mouths_out = _NpyStream(work / "mouth.npy", (n, h, w, 3))
+    motion = _Motion(n, size, every=max(1, n // 120))
     d, m = torch.from_numpy(depth), torch.from_numpy(head)
-    for s in range(0, n, batch):
-        cancel.raise_if_cancelled()
-        grid = o2c_grid(d, m, torch.from_numpy(poses[s:s + batch]), box)
-        img = torch.from_numpy(np.asarray(frames[s:s + batch])).permute(0, 3, 1, 2).float()
-        mouths[s:s + batch] = sample(img, grid).round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
-    mouths.flush()
-    return mouths
+    buf: list[np.ndarray] = []
+
+    def flush(start: int) -> None:
+        arr = np.stack(buf)
+        frames_out.write(arr)
+        img = torch.from_numpy(arr).permute(0, 3, 1, 2).float()                  # (B, 3, S, S)
+        pose = torch.from_numpy(poses[start:start + len(arr)])
+        grid = o2c_grid(d, m, pose, box)                                         # (B, h, w, 2)
+        mouths_out.write(sample(img, grid).round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy())
+        motion.add(start, img, d, m, pose)
+        buf.clear()
+
+    try:
+        done = 0
+        for f in media.read_frames(video, vf=_crop_filter(crop, info, size), size=(size, size)):
+            if done + len(buf) >= n:
+                break
+            buf.append(f)
+            if len(buf) == batch:
+                flush(done)
+                done += batch
+                cancel.raise_if_cancelled()
+                progress(Progress("frames", done, n, "caching frames and canonical mouths"))
+        if buf:
+            flush(done)
+    finally:
+        frames_out.close()
+        mouths_out.close()
+    return motion
 
 
 def prepare(video: Path | str, project_dir: Path | str, size: int = 256, force: bool = False,
@@ -202,12 +258,8 @@ def prepare(video: Path | str, project_dir: Path | str, size: int = 256, force: 
         timings["pose+geometry"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        frames = _working_frames(video, info, crop, size, n, work / "frames.npy", progress, cancel)
-        timings["frames"] = time.perf_counter() - t
-        t = time.perf_counter()
-        progress(Progress("mouths", 0, 1, "warping mouths to canonical space"))
-        _canonical_mouths(frames, depth, head_mask, poses, box, work / "mouth.npy", cancel)
-        timings["mouths"] = time.perf_counter() - t
+        motion = _stream_frames(video, info, crop, size, n, work, depth, head_mask, poses, box, progress, cancel)
+        timings["frames+mouths"] = time.perf_counter() - t
 
         t = time.perf_counter()
         progress(Progress("audio", 0, 1, "computing speech features"))
@@ -229,8 +281,9 @@ def prepare(video: Path | str, project_dir: Path | str, size: int = 256, force: 
 
         t = time.perf_counter()
         progress(Progress("diagnostics", 0, 1, "drawing diagnostic pictures"))
-        motion = write_diagnostics(work, frames, lm_out, has_face, canon_idx, box, depth, head_mask,
-                                   face_mask, poses)
+        frames = np.load(work / "frames.npy", mmap_mode="r")
+        motion_stats = write_diagnostics(work, frames, lm_out, has_face, canon_idx, box, depth, head_mask,
+                                         face_mask, *motion.variances())
         timings["diagnostics"] = time.perf_counter() - t
 
         n_train = int(np.floor(n * (1 - HELDOUT)))
@@ -246,7 +299,7 @@ def prepare(video: Path | str, project_dir: Path | str, size: int = 256, force: 
             stats={"faces_found": int(has_face.sum()), "face_coverage": float(has_face.mean()),
                    "residual_mean_px": float(np.nanmean(resid)), "residual_max_px": float(np.nanmax(resid)),
                    "prepare_seconds": seconds, "stage_seconds": timings, "warnings": warnings,
-                   "several_faces": bool(many), **motion},
+                   "several_faces": bool(many), **motion_stats},
             schema_version=SCHEMA_VERSION)
         write_json(work / "project.json", manifest.to_json())
         progress(Progress("done", 1, 1, f"prepared {n} frames in {seconds:.1f} s"))

@@ -1,0 +1,72 @@
+"""Prepare throughput and memory: frames/s for the whole job and for each stage, and peak RSS.
+
+    python bench/prepare.py [VIDEO ...] [--size 256|512] [--runs 3] [--loop K]
+
+Each run is a fresh process (so peak RSS is that run's own). --loop K first makes
+a clip K times as long with ffmpeg's stream_loop, to show that memory stays flat
+with clip length (K=15 turns a 20 s clip into 5 minutes). Prints medians.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+MEDIA = REPO.parent / "shared" / "media"
+
+CHILD = r"""
+import json, resource, sys, time
+from speech2lip.core.prepare import prepare
+t = time.perf_counter()
+p = prepare(sys.argv[1], sys.argv[2], size=int(sys.argv[3]), force=True)
+wall = time.perf_counter() - t
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"n": p.n_frames, "wall": wall, "stages": p.manifest.stats["stage_seconds"], "rss_mb": rss}))
+"""
+
+
+def looped(video: Path, k: int, out_dir: Path) -> Path:
+    from speech2lip.core.media import ffmpeg_exe
+
+    out = out_dir / f"{video.stem}_x{k}.mp4"
+    subprocess.run([ffmpeg_exe(), "-y", "-loglevel", "error", "-stream_loop", str(k - 1), "-i", str(video),
+                    "-c", "copy", str(out)], check=True)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("videos", nargs="*", type=Path)
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--loop", type=int, default=1)
+    args = ap.parse_args()
+    videos = args.videos or sorted(MEDIA.glob("*.mp4"))
+    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores; working size {args.size}²")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        for video in videos:
+            src = looped(video, args.loop, tmp) if args.loop > 1 else video
+            runs = []
+            for _ in range(args.runs):
+                out = subprocess.run([sys.executable, "-c", CHILD, str(src), str(tmp / "p"), str(args.size)],
+                                     capture_output=True, text=True, check=True)
+                runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            n = runs[0]["n"]
+            fps = statistics.median(n / r["wall"] for r in runs)
+            rss = max(r["rss_mb"] for r in runs)
+            print(f"{src.name}: {n} frames, {fps:.0f} frames/s overall (median of {len(runs)}), peak RSS {rss:.0f} MB")
+            for stage in runs[0]["stages"]:
+                s = statistics.median(r["stages"][stage] for r in runs)
+                print(f"    {stage:<15} {s:6.2f} s  {n / max(s, 1e-9):7.0f} frames/s")
+
+
+if __name__ == "__main__":
+    main()
