@@ -47,33 +47,83 @@ def check_target(project_dir: Path, force: bool) -> None:
         raise ProjectError(f"cannot write in {parent}; choose a folder you can write to.") from None
 
 
-def _track_pass(video: Path, info: media.VideoInfo, pack: JpegPackWriter, progress: ProgressFn,
-                cancel: CancelToken, max_faces: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """Decode once: keep each source frame (JPEG pack) and track the face on it."""
+def _track_pass(video: Path, info: media.VideoInfo, pack: Optional[JpegPackWriter], progress: ProgressFn,
+                cancel: CancelToken, max_faces: int, workers: int = 2,
+                block: int = 32) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Decode once: keep each source frame (JPEG pack) and track the face on it.
+
+    MediaPipe releases the GIL, so blocks of frames go alternately to `workers`
+    trackers in threads. Each tracker follows its own blocks; at a block start it
+    re-detects if needed, which costs a few milliseconds. With several faces
+    (max_faces > 1) one tracker follows the chosen face through the whole clip.
+    """
+    import queue
+    import threading
+
     import cv2
 
     scale = min(1.0, TRACK_MAX_SIDE / max(info.width, info.height))
-    lms, seen, most_faces = [], [], 0
+    workers = workers if max_faces == 1 else 1
+    results: dict[int, tuple[list, list]] = {}
+    queues = [queue.Queue(maxsize=3) for _ in range(workers)]
+    errors: list[BaseException] = []
+    several = threading.Event()
     check_every = max(1, int(round(info.fps)))          # look for extra faces once a second
-    counter = F.FaceCounter() if max_faces == 1 else None
-    with F.FaceTracker(max_faces=max_faces) as tracker:
-        for i, frame in enumerate(media.read_frames(video)):
+
+    def worker(q: "queue.Queue") -> None:
+        counter = F.FaceCounter() if max_faces == 1 else None
+        try:
+            with F.FaceTracker(max_faces=max_faces) as tracker:
+                while (item := q.get()) is not None:
+                    start, frames = item
+                    lms, seen = [], []
+                    for k, small in enumerate(frames):
+                        lm, _ = tracker.process(small)
+                        seen.append(lm is not None)
+                        lms.append(lm / scale if lm is not None else np.full((F.N_LANDMARKS, 3), np.nan, np.float32))
+                        if counter is not None and (start + k) % check_every == 0 and counter(small) > 1:
+                            several.set()
+                    results[start] = (lms, seen)
+        except BaseException as e:        # surfaced in the main thread
+            errors.append(e)
+            while q.get() is not None:
+                pass
+        finally:
+            if counter is not None:
+                counter.close()
+
+    threads = [threading.Thread(target=worker, args=(q,), daemon=True) for q in queues]
+    for t in threads:
+        t.start()
+    n, pending = 0, []
+    try:
+        for frame in media.read_frames(video):
             if pack is not None:
                 pack.add(frame)
-            small = cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else frame
-            lm, n = tracker.process(small)
-            if counter is not None and i % check_every == 0 and counter(small) > 1:
-                most_faces = 2
-            seen.append(lm is not None)
-            lms.append(lm / scale if lm is not None else np.full((F.N_LANDMARKS, 3), np.nan, np.float32))
-            if i % 16 == 0:
+            pending.append(cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+                           if scale < 1 else frame)
+            n += 1
+            if len(pending) == block:
+                queues[(n // block) % workers].put((n - block, pending))
+                pending = []
+                if errors:
+                    raise errors[0]
                 cancel.raise_if_cancelled()
-                progress(Progress("faces", i + 1, info.n_frames, "tracking the face"))
-    if counter is not None:
-        counter.close()
-    if not lms:
+                progress(Progress("faces", n, info.n_frames, "tracking the face"))
+        if pending:
+            queues[((n - len(pending)) // block + 1) % workers].put((n - len(pending), pending))
+    finally:
+        for q in queues:
+            q.put(None)
+        for t in threads:
+            t.join()
+    if errors:
+        raise errors[0]
+    if n == 0:
         raise MediaError(f"{video.name} has no decodable frames; it may be truncated. Export it again.")
-    return np.stack(lms).astype(np.float32), np.array(seen), most_faces
+    lms = [lm for s in sorted(results) for lm in results[s][0]]
+    seen = [v for s in sorted(results) for v in results[s][1]]
+    return np.stack(lms).astype(np.float32), np.array(seen), several.is_set()
 
 
 def _check_faces(video: Path, lm_src: np.ndarray, has_face: np.ndarray) -> None:

@@ -92,9 +92,9 @@ def test_mouth_crops_are_the_o2c_warp(project):
     """The stored ground-truth mouths equal a fresh O2C warp of the frames."""
     i = project.n_frames // 2
     x0, y0, w, h = project.manifest.mouth_box
-    grid = o2c_grid(torch.from_numpy(np.asarray(project.array("depth"))),
-                    torch.from_numpy(np.asarray(project.array("head_mask"))),
-                    torch.from_numpy(np.asarray(project.array("poses"))[i:i + 1]))
+    grid = o2c_grid(torch.from_numpy(np.array(project.array("depth"))),
+                    torch.from_numpy(np.array(project.array("head_mask"))),
+                    torch.from_numpy(np.array(project.array("poses"))[i:i + 1]))
     img = torch.from_numpy(np.asarray(project.frames[i:i + 1])).permute(0, 3, 1, 2).float()
     warped = sample(img, grid)[0].permute(1, 2, 0).numpy()[y0:y0 + h, x0:x0 + w]
     assert np.abs(warped - project.array("mouth")[i].astype(np.float32)).mean() < 1.0
