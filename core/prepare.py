@@ -160,6 +160,21 @@ def _crop_filter(crop: list[int], info: media.VideoInfo, size: int) -> str:
     return ",".join(chain)
 
 
+class _StageClock:
+    """Wall and CPU seconds per stage (CPU time, threads included, tells work from waiting)."""
+
+    def __init__(self) -> None:
+        self.wall: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+
+    def start(self) -> None:
+        self._t, self._c = time.perf_counter(), time.process_time()
+
+    def stop(self, name: str) -> None:
+        self.wall[name] = time.perf_counter() - self._t
+        self.cpu[name] = time.process_time() - self._c
+
+
 class _NpyStream:
     """Write an .npy array row by row with plain file writes: RAM stays flat for any clip length
     (a writable memmap would keep every touched page resident)."""
@@ -264,7 +279,7 @@ def prepare(video: Path | str, project_dir: Path | str, size: int = 256, force: 
     if size not in (256, 512):
         raise ProjectError(f"working size {size} is not supported; use 256 or 512.")
     t0 = time.perf_counter()
-    timings: dict[str, float] = {}
+    clock = _StageClock()
     progress(Progress("probe", 0, 1, f"reading {video.name}"))
     info = media.probe(video)
     if not info.has_video:
@@ -279,13 +294,13 @@ def prepare(video: Path | str, project_dir: Path | str, size: int = 256, force: 
     project_dir.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{project_dir.name}.preparing-", dir=project_dir.parent))
     try:
-        t = time.perf_counter()
+        clock.start()
         pack = JpegPackWriter(work / "originals")
         lm_src, has_face, many = _track_pass(video, info, pack, progress, cancel, max_faces=1)
         n = pack.close()
         if many:            # another face appeared: track again choosing the largest face
             lm_src, has_face, _ = _track_pass(video, info, None, progress, cancel, max_faces=3)
-        timings["decode+faces"] = time.perf_counter() - t
+        clock.stop("decode+faces")
         n = min(n, len(has_face))
         lm_src, has_face = lm_src[:n], has_face[:n]
         if n / info.fps < MIN_SECONDS:
@@ -294,7 +309,7 @@ def prepare(video: Path | str, project_dir: Path | str, size: int = 256, force: 
         _check_faces(video, lm_src, has_face)
         cancel.raise_if_cancelled()
 
-        t = time.perf_counter()
+        clock.start()
         progress(Progress("pose", 0, 1, "fitting head poses"))
         crop = G.choose_crop(lm_src, has_face, info.width, info.height)
         lm = F.smooth_tracks(G.to_crop(lm_src, crop, size), has_face)
@@ -305,13 +320,13 @@ def prepare(video: Path | str, project_dir: Path | str, size: int = 256, force: 
         face_mask, head_mask = G.face_and_head_masks(canon, size)
         depth = G.canonical_depth(canon, head_mask)
         box = G.mouth_box(canon, size)
-        timings["pose+geometry"] = time.perf_counter() - t
+        clock.stop("pose+geometry")
 
-        t = time.perf_counter()
+        clock.start()
         motion = _stream_frames(video, info, crop, size, n, work, depth, head_mask, poses, box, progress, cancel)
-        timings["frames+mouths"] = time.perf_counter() - t
+        clock.stop("frames+mouths")
 
-        t = time.perf_counter()
+        clock.start()
         progress(Progress("audio", 0, 1, "computing speech features"))
         if info.has_audio:
             wave = media.read_audio(video)
@@ -320,7 +335,7 @@ def prepare(video: Path | str, project_dir: Path | str, size: int = 256, force: 
         else:
             mel = A.speech_features(np.zeros(int(n / info.fps * A.SAMPLE_RATE), np.float32))
         save_array(work / "mel.npy", mel)
-        timings["audio"] = time.perf_counter() - t
+        clock.stop("audio")
 
         lm_out = lm.copy()
         lm_out[~has_face] = np.nan
@@ -329,12 +344,12 @@ def prepare(video: Path | str, project_dir: Path | str, size: int = 256, force: 
                           ("face_mask", face_mask)]:
             save_array(work / f"{name}.npy", arr)
 
-        t = time.perf_counter()
+        clock.start()
         progress(Progress("diagnostics", 0, 1, "drawing diagnostic pictures"))
         frames = np.load(work / "frames.npy", mmap_mode="r")
         motion_stats = write_diagnostics(work, frames, lm_out, has_face, canon_idx, box, depth, head_mask,
                                          face_mask, *motion.variances())
-        timings["diagnostics"] = time.perf_counter() - t
+        clock.stop("diagnostics")
 
         n_train = int(np.floor(n * (1 - HELDOUT)))
         seconds = time.perf_counter() - t0
@@ -348,7 +363,7 @@ def prepare(video: Path | str, project_dir: Path | str, size: int = 256, force: 
                    "mel_rate": A.MEL_RATE},
             stats={"faces_found": int(has_face.sum()), "face_coverage": float(has_face.mean()),
                    "residual_mean_px": float(np.nanmean(resid)), "residual_max_px": float(np.nanmax(resid)),
-                   "prepare_seconds": seconds, "stage_seconds": timings, "warnings": warnings,
+                   "prepare_seconds": seconds, "stage_seconds": clock.wall, "stage_cpu_seconds": clock.cpu, "warnings": warnings,
                    "several_faces": bool(many), **motion_stats},
             schema_version=SCHEMA_VERSION)
         write_json(work / "project.json", manifest.to_json())
