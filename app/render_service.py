@@ -1,0 +1,176 @@
+"""Preview frames for the editor: rendered on demand by the engine worker, cached, rendered ahead.
+
+The frame at the playhead is asked for first (slot "preview"); then, while
+nothing else runs, batches ahead of the playhead fill the cache (slot "ahead").
+Both sit on the engine queue, so while training runs they wait: the preview
+yields to training and never competes with it for the device.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Optional
+
+import numpy as np
+from PySide6.QtCore import QObject, Signal
+
+from speech2lip.core.jobs import Progress
+from speech2lip.core.project import Project
+
+from .frame_cache import FrameCache
+from .model.editor import EditorModel
+from .worker import LOW, Job
+
+AHEAD_BATCH = 8
+AHEAD_FRAMES = 150          # how far past the playhead idle time is spent rendering
+
+
+class PreviewService(QObject):
+    frame_ready = Signal(int)            # this timeline frame is now in the cache
+    state_changed = Signal(str)          # human line for the viewer's status
+    failed = Signal(object, str)         # the renderer could not start (no model, bad checkpoint)
+
+    def __init__(self, ctx, project: Project, model: EditorModel, checkpoint: Optional[str] = None,
+                 parent: Optional[QObject] = None) -> None:
+        super().__init__(parent)
+        self.ctx, self.project, self.model = ctx, project, model
+        self.checkpoint = checkpoint
+        self.cache = FrameCache()
+        self.render_ahead = True
+        self.playing = False
+        self._renderer = None
+        self._renderer_lock = threading.Lock()
+        self._mel: tuple[int, Optional[np.ndarray], Optional[np.ndarray]] = (-1, None, None)  # rev, mel, wave
+        self._originals = None
+        self._failed_once = False
+        self.last_render_ms = 0.0
+        self._closed = False
+        self._jobs: set[Job] = set()
+        model.events.playhead.connect(self._on_playhead)
+        ctx.engine.busy_changed.connect(self._engine_busy)
+
+    def close(self) -> None:
+        """Stop asking for frames and cancel what is queued; the editor is going away."""
+        self._closed = True
+        self.model.events.playhead.disconnect(self._on_playhead)
+        self.ctx.engine.busy_changed.disconnect(self._engine_busy)
+        for job in list(self._jobs):
+            job.cancel()
+
+    def _on_playhead(self, e) -> None:
+        self.request(e.frame)
+
+    def _engine_busy(self, busy: bool) -> None:
+        if not busy:
+            self._fill_ahead()
+
+    # --- keys and lookups ---------------------------------------------------------------------
+    def key(self, frame: int) -> tuple:
+        pose = self.model.preview_pose(frame)
+        return (self.model.mix_revision, int(frame), tuple(round(v, 2) for v in pose))
+
+    def cached(self, frame: int) -> Optional[np.ndarray]:
+        return self.cache.get(self.key(frame))
+
+    def original(self, frame: int) -> np.ndarray:
+        """The untouched source frame shown at timeline `frame` (full resolution)."""
+        if self._originals is None:
+            from speech2lip.core.framestore import JpegPack
+
+            self._originals = JpegPack(self.project.root / "originals")
+        return self._originals[int(self.model.background([frame])[0])]
+
+    # --- scheduling -----------------------------------------------------------------------------
+    def request(self, frame: int) -> Optional[Job]:
+        """Render `frame` unless cached; returns the job (None when cached or unavailable)."""
+        if self._closed or self._failed_once or not 0 <= frame < self.model.duration:
+            return None
+        if self.key(frame) in self.cache:
+            self.frame_ready.emit(frame)
+            self._fill_ahead()
+            return None
+        return self._submit([frame], "preview", LOW)
+
+    def _fill_ahead(self) -> None:
+        if self._closed or not self.render_ahead or self._failed_once or self.ctx.engine.busy:
+            return
+        start = self.model.playhead + (int(self.model.fps * self.last_render_ms / 1000) if self.playing else 1)
+        stop = min(self.model.duration, start + AHEAD_FRAMES)
+        missing = [f for f in range(start, stop) if self.key(f) not in self.cache][:AHEAD_BATCH]
+        if missing:
+            self._submit(missing, "ahead", LOW + 5)
+
+    def _submit(self, frames: list[int], slot: str, priority: int) -> Job:
+        frames_arr = np.asarray(frames, np.int64)
+        keys = [self.key(f) for f in frames]
+        poses = np.array([k[2] for k in keys], np.float32)
+        bg = self.model.background(frames_arr)
+        rev = self.model.mix_revision
+        mix = None if self._mel[0] == rev else self.model.mix()
+        job = Job(f"render-{slot}", self._render, frames_arr, keys, bg, poses, rev, mix)
+        job.progress.connect(self._on_progress)
+        job.failed.connect(self._on_failed)
+        job.finished.connect(self._fill_ahead)
+        job.finished.connect(lambda j=job: self._jobs.discard(j))
+        self._jobs.add(job)
+        if self.ctx.engine.has_running("train"):
+            self.state_changed.emit("Preview paused while training")
+        return self.ctx.engine.submit(job, priority, slot=slot)
+
+    def _on_progress(self, p: Progress) -> None:
+        if "frame" in p.data and not self._closed:
+            self.frame_ready.emit(int(p.data["frame"]))
+
+    def _on_failed(self, exc: BaseException, tb: str) -> None:
+        if not self._failed_once:
+            self._failed_once = True
+            self.failed.emit(exc, tb)
+
+    def set_checkpoint(self, checkpoint: Optional[str]) -> None:
+        """A new model: drop the renderer and everything it drew."""
+        self.checkpoint = checkpoint
+        with self._renderer_lock:
+            self._renderer = None
+        self._failed_once = False
+        self.cache.clear()
+
+    def invalidate(self) -> None:
+        self.cache.clear()
+
+    # --- worker thread --------------------------------------------------------------------------
+    def renderer(self):
+        with self._renderer_lock:
+            if self._renderer is None:
+                from speech2lip.core.render import Renderer
+
+                self._renderer = Renderer(self.project, checkpoint=self.checkpoint, device="auto")
+            return self._renderer
+
+    def _mel_for(self, rev: int, mix: Optional[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        from speech2lip.core.audio import speech_features
+
+        cached_rev, mel, wave = self._mel
+        if cached_rev != rev or mel is None:
+            wave = mix if mix is not None else self.model.mix()
+            mel = speech_features(wave)
+            self._mel = (rev, mel, wave)
+        return mel, wave
+
+    def _render(self, frames, keys, bg, poses, rev, mix, progress, cancel) -> int:
+        from speech2lip.core.audio import mel_windows
+        from speech2lip.core.render import SILENCE_RMS, frame_rms
+
+        renderer = self.renderer()
+        mel, wave = self._mel_for(rev, mix)
+        cancel.raise_if_cancelled()
+        t0 = time.perf_counter()
+        times = frames / self.model.fps
+        windows = mel_windows(mel, times)
+        windows[frame_rms(wave, times) < SILENCE_RMS] = renderer.rest_window   # as dub does: rest in silence
+        crops = renderer.render_crops(windows, bg, pose_offsets=poses if np.any(poses) else None)
+        full = renderer.composite_full(crops, bg)
+        self.last_render_ms = (time.perf_counter() - t0) * 1000 / len(frames)
+        for i, (f, k) in enumerate(zip(frames.tolist(), keys)):
+            self.cache.put(k, np.asarray(full[i]))
+            progress(Progress("preview", i + 1, len(frames), data={"frame": f}))
+        return len(frames)

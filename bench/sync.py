@@ -1,0 +1,185 @@
+"""Sync expert: what it costs to train and how well it finds the true audio offset.
+
+    python bench/sync.py [--projects /work/pp/obama_a ...] [--steps N] [--engine-steps N] [--device cpu]
+    python bench/sync.py --ablation /work/pp/obama_a --budget 1500 [--keep DIR]
+
+For each prepared project: the expert's training time and its held-out accuracy at
+picking the true offset among ±15 frames (chance 1/31). Then the engine's own
+step time for the `quick` and `standard` presets (sync stage off), measured over
+a few steps and multiplied by each preset's default step budget, so the expert's
+cost can be read as a share of standard training. Prints numbers; never asserts.
+
+--ablation: the contrastive sync loss with and without, on the same clip and budget.
+One `quick` run trains to the start of the sync stage (90 % of the budget); two
+copies of it then finish the budget, one with the sync stage (Eq. 6), one without
+(Blend-Net's stage continues instead). Both are scored by core.evaluate on the
+held-out frames (LMD, and the lip-opening/speech-energy offset, which shares nothing
+with the expert), and both render the whole clip with its audio and with the audio
+delayed by 5 frames: the lag between the two tracked mouth-opening curves shows
+whether the lips follow the audio's timing.
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from speech2lip.core import sync as S
+from speech2lip.core.config import preset
+from speech2lip.core.project import Project
+
+
+def linked(src: Path, tmp: Path) -> Project:
+    """A writable view of a prepared project (files linked, fresh checkpoints/)."""
+    tmp.mkdir(parents=True)
+    for f in src.iterdir():
+        if f.is_file():
+            (tmp / f.name).symlink_to(f.resolve())
+    return Project(tmp)
+
+
+def engine_step_seconds(project: Project, name: str, steps: int, device: str) -> float:
+    from speech2lip.core.train import train
+
+    cfg = preset(name, **{"train.sync": False, "train.eval_every": 10**9, "train.preview_every": 10**9,
+                          "train.checkpoint_every": 10**9})
+    t = time.perf_counter()
+    out = train(project.root, config=cfg, steps=steps, device=device)
+    total = time.perf_counter() - t
+    return min(total, out["seconds"]) / max(1, out["steps"])
+
+
+def opening_lag(renderer, shift: int, max_lag: int = 15) -> tuple[int, float]:
+    """Render every frame with the clip's audio and with it delayed by `shift` frames; the lag
+    (frames) that best aligns the two tracked mouth-opening curves, and its correlation."""
+    import numpy as np
+
+    from speech2lip.core import audio as A
+    from speech2lip.core.evaluate import opening, track
+
+    p = renderer.project
+    mel = np.array(p.array("mel"), np.float32)
+    t = A.frame_times(p.n_frames, p.fps)
+    idx = np.arange(p.n_frames)
+    curves = []
+    for s in (0, shift):
+        win = A.mel_windows(mel, t - s / p.fps)                    # audio s frames late
+        crops = np.concatenate([renderer.render_crops(win[i:i + 16], idx[i:i + 16]) for i in range(0, len(idx), 16)])
+        o = opening(track(crops))
+        curves.append((o - np.nanmean(o)) / (np.nanstd(o) + 1e-9))
+    a, b = (np.nan_to_num(c) for c in curves)
+    corr = [float(np.mean(a[max(0, -k):len(a) - max(0, k)] * b[max(0, k):len(b) - max(0, -k)]))
+            for k in range(-max_lag, max_lag + 1)]
+    k = int(np.argmax(corr))
+    return k - max_lag, corr[k]
+
+
+def ablation(src: Path, budget: int, keep: Path | None, device: str) -> None:
+    import shutil
+
+    from speech2lip.core import train as T
+    from speech2lip.core.evaluate import evaluate
+    from speech2lip.core.jobs import Cancelled, CancelToken
+    from speech2lip.core.render import Renderer
+
+    tmp = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="sync_ablation_"))
+    base = linked(src, tmp / "base")
+    t0 = time.perf_counter()
+    _, st = S.train_sync_expert(base, device=device)
+    print(f"expert: {st['seconds']:.0f} s, held-out offset accuracy {st['offset_accuracy']:.1%} "
+          f"(±1: {st['offset_accuracy_pm1']:.1%}, chance {st['chance']:.1%})", flush=True)
+    cut = int(round(0.9 * budget))
+    token = CancelToken()
+
+    def stop_at_cut(pr):
+        if pr.stage == "train" and pr.done >= cut:
+            token.cancel()
+    try:
+        T.train(base.root, preset="quick", steps=budget, device=device, progress=stop_at_cut, cancel=token)
+    except Cancelled:
+        pass
+    print(f"shared run to step {cut}: {time.perf_counter() - t0:.0f} s", flush=True)
+    rows = {}
+    for name in ("with", "without"):
+        root = tmp / name
+        shutil.copytree(base.root, root, symlinks=True)
+        saved = T._sync_module
+        if name == "without":
+            T._sync_module = lambda: None                            # the engine as if core.sync were absent
+        try:
+            t1 = time.perf_counter()
+            res = T.train(root, preset="quick", steps=budget, device=device, resume=True)
+        finally:
+            T._sync_module = saved
+        rep = evaluate(root, output=root / "eval")
+        lag, c = opening_lag(Renderer(root, device=device), 5)
+        rows[name] = {**rep["methods"]["model"], "lag": lag, "lag_corr": c, "train_s": time.perf_counter() - t1,
+                      "steps": res["steps"]}
+        print(f"{name} sync loss done: {rows[name]}", flush=True)
+    base_rows = {k: rep["methods"][k] for k in ("real", "static", "retrieval")}
+    print(f"\nclip {src.name}, {base.size}² working crop, mouth box {base.manifest.mouth_box[3]}x"
+          f"{base.manifest.mouth_box[2]}, quick preset, {budget} steps ({budget - cut} in the last stage)")
+    print(f"{'':<10} {'LMD':>7} {'offset':>7} {'conf':>6} {'PSNR m':>7} {'SSIM m':>7} {'5-frame delay -> lag':>21}")
+    for k, r in {**rows, **base_rows}.items():
+        lag = f"{r['lag']:+d} (r={r['lag_corr']:.2f})" if "lag" in r else ""
+        print(f"{k:<10} {r['lmd']:>7.4f} {r['av_offset_frames']:>+7d} {r['av_confidence']:>6.3f} "
+              f"{r['psnr_mouth']:>7.2f} {r['ssim_mouth']:>7.3f} {lag:>21}")
+    print(f"(files in {tmp})")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--projects", nargs="*", type=Path,
+                    default=[p for p in sorted(Path("/work/pp").glob("*")) if (p / "project.json").is_file()])
+    ap.add_argument("--steps", type=int, default=S.SyncConfig().steps)
+    ap.add_argument("--engine-steps", type=int, default=20, help="steps timed per engine preset (0: skip)")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave the default)")
+    ap.add_argument("--ablation", type=Path, help="a prepared project: train with and without the sync loss")
+    ap.add_argument("--budget", type=int, default=1500, help="--ablation: quick-preset steps per run")
+    ap.add_argument("--keep", type=Path, help="--ablation: keep the runs in this new folder")
+    a = ap.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    if a.ablation:
+        ablation(a.ablation, a.budget, a.keep, a.device)
+        return 0
+    if not a.projects:
+        print("no prepared projects; run `speech2lip prepare` first or pass --projects")
+        return 1
+    dev_name = torch.cuda.get_device_name() if a.device == "cuda" else f"{platform.processor() or 'cpu'}, " \
+        f"{torch.get_num_threads()} torch threads"
+    print(f"device: {a.device} ({dev_name}); expert steps {a.steps}")
+    print(f"{'clip':<10} {'frames':>6} {'res':>8} {'mouth':>7} {'seconds':>8} {'steps/s':>8} "
+          f"{'exact':>6} {'±1':>6} {'chance':>7} {'clip off':>8} {'train':>6}")
+    expert_s = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for src in a.projects:
+            p = linked(src, Path(tmp) / src.name)
+            cfg = S.SyncConfig(steps=a.steps)
+            _, st = S.train_sync_expert(p, cfg, device=a.device)
+            expert_s.append(st["seconds"])
+            box = p.manifest.mouth_box
+            print(f"{src.name:<10} {p.n_frames:>6} {p.size:>5}²   {box[3]}x{box[2]} {st['seconds']:>8.1f} "
+                  f"{st['steps'] / st['seconds']:>8.2f} {st['offset_accuracy']:>6.1%} "
+                  f"{st['offset_accuracy_pm1']:>6.1%} {st['chance']:>7.1%} {st['clip_offset']:>+8d} "
+                  f"{st['train_offset_accuracy']:>6.1%}", flush=True)
+        if a.engine_steps:
+            p = linked(a.projects[0], Path(tmp) / "engine")
+            mean_expert = sum(expert_s) / len(expert_s)
+            for name in ("quick", "standard"):
+                sps = engine_step_seconds(p, name, a.engine_steps, a.device)
+                budget = preset(name).train.steps
+                total = sps * budget
+                print(f"engine {name:<8}: {sps * 1000:.0f} ms/step x {budget} default steps = {total / 60:.1f} min; "
+                      f"sync expert adds {mean_expert:.0f} s = {mean_expert / total:.1%}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,171 @@
+"""`speech2lip train`, `dub` and `demo`: the engine's subcommands, plus the demo job itself."""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+from .errors import UserError
+from .jobs import CancelToken, Progress, ProgressFn, ensure_token, no_progress
+
+DEMO_PROJECT = "demo-project"
+
+
+def _resource(name: str) -> Path:
+    from importlib.resources import files
+
+    path = Path(str(files("speech2lip.resources") / name))
+    if not path.is_file():
+        raise UserError(f"the bundled {name} is missing from the installation; reinstall Speech2Lip Studio.")
+    return path
+
+
+def demo_minutes(device: str = "auto") -> float:
+    """Training time of the demo: well inside 15 minutes in all on a 2-core CPU."""
+    from .train import pick_device
+
+    return 2.0 if pick_device(device).type == "cuda" else 8.0
+
+
+def demo(output: Optional[Path | str] = None, minutes: Optional[float] = None, device: str = "auto",
+         retrain: bool = False, progress: ProgressFn = no_progress,
+         cancel: Optional[CancelToken] = None) -> tuple[Path, dict[str, Any]]:
+    """Prepare the bundled clip, train `quick`, dub the bundled speech; returns (MP4, figures).
+
+    The project lives in the user data dir and is reused: a second demo skips
+    what is already done unless `retrain`.
+    """
+    from .prepare import prepare
+    from .project import Project, looks_like_project, user_data_dir
+    from .render import dub
+    from .train import train
+
+    cancel = ensure_token(cancel)
+    clip, speech = _resource("demo_clip.mp4"), _resource("demo_speech.wav")
+    root = user_data_dir() / DEMO_PROJECT
+    output = Path(output) if output else user_data_dir() / "demo_dubbed.mp4"
+    ok = False
+    if looks_like_project(root):
+        try:
+            ok = Project(root).manifest.source.get("name") == clip.name
+        except UserError:
+            ok = False
+    if not ok:
+        prepare(clip, root, force=True, progress=progress, cancel=cancel)
+    project = Project(root)
+    figures: dict[str, Any] = {}
+    if retrain or not (project.checkpoints / "latest.pt").is_file():
+        figures = train(root, "quick", minutes=minutes or demo_minutes(device), device=device,
+                        progress=progress, cancel=cancel)
+    path = dub(root, speech, output, device=device, progress=progress, cancel=cancel)
+    return path, figures
+
+
+# --- command handlers -----------------------------------------------------------------------
+
+def _print_figures(r: dict[str, Any]) -> None:
+    print(f"  steps        {r['steps']} in {r['seconds']:.0f} s on {r['device']} (preset {r['preset']})")
+    print(f"  held-out mouth PSNR {r['heldout_mouth_psnr']:.2f} dB (static mouth {r['static_mouth_psnr']:.2f} dB, "
+          f"untrained {r['initial_heldout_mouth_psnr']:.2f} dB)")
+    print(f"  checkpoint   {r['checkpoint']}")
+
+
+def cmd_train(args) -> int:
+    from .cli import run_job
+    from .train import train
+
+    if args.steps is None and args.minutes is None and args.preset == "quick":
+        print("no --steps or --minutes given: training the preset's default number of steps")
+    r = run_job(train, Path(args.project), preset=args.preset, steps=args.steps, minutes=args.minutes,
+                device=args.device, resume=args.resume, sync_expert=args.sync_expert, quiet=args.quiet)
+    print(f"trained {args.project}")
+    _print_figures(r)
+    return 0
+
+
+def _pose_track(args):
+    if args.pose_track and any(v for v in (args.yaw, args.pitch, args.roll)):
+        raise UserError("use either --pose-track or --yaw/--pitch/--roll, not both.")
+    from .pose import PoseTrack
+
+    if args.pose_track:
+        return PoseTrack.load(args.pose_track)
+    if any(v for v in (args.yaw, args.pitch, args.roll)):
+        return PoseTrack.constant(args.yaw or 0.0, args.pitch or 0.0, args.roll or 0.0)
+    return None
+
+
+def cmd_dub(args) -> int:
+    from .cli import run_job
+    from .render import dub
+
+    t = time.perf_counter()
+    notes: list[str] = []
+
+    out = run_job(_dub_logging(dub, notes), Path(args.project), Path(args.audio), Path(args.output),
+                  checkpoint=args.checkpoint, start_frame=args.start_frame, pose_track=_pose_track(args),
+                  batch=args.batch, device=args.device, quiet=args.quiet)
+    for n in notes:
+        print(f"note: {n}")
+    print(f"wrote {out} in {time.perf_counter() - t:.1f} s")
+    return 0
+
+
+def _dub_logging(job, notes: list[str]):
+    """Keep the job's one-off notes (pose clamping) to print after the bar."""
+    def wrapped(*a, progress: ProgressFn = no_progress, **kw):
+        def p(pr: Progress) -> None:
+            if pr.done == 0 and pr.message and "clamp" in pr.message.lower():
+                notes.append(pr.message)
+            progress(pr)
+        return job(*a, progress=p, **kw)
+    return wrapped
+
+
+def cmd_demo(args) -> int:
+    from .cli import run_job
+
+    t = time.perf_counter()
+    path, figures = run_job(demo, args.output, minutes=args.minutes, device=args.device, retrain=args.retrain,
+                            quiet=args.quiet)
+    if figures:
+        _print_figures(figures)
+    print(f"demo finished in {time.perf_counter() - t:.0f} s")
+    print(path)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="learn the speaker's lips from a prepared project")
+    p.add_argument("--project", required=True, help="a folder made by `speech2lip prepare`")
+    p.add_argument("--preset", choices=("quick", "standard"), default="quick",
+                   help="quick: minutes on a CPU; standard: full quality on a CUDA GPU")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--minutes", type=float, help="train for this many minutes")
+    budget.add_argument("--steps", type=int, help="train for this many steps")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint at its exact step")
+    p.add_argument("--sync-expert", metavar="FILE", help="a pretrained sync expert to use instead of training one")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("dub", help="re-render the clip so the lips follow new speech")
+    p.add_argument("--project", required=True, help="a trained project folder")
+    p.add_argument("audio", help="any audio (or video) file ffmpeg reads")
+    p.add_argument("--output", "-o", required=True, help="the MP4 to write")
+    p.add_argument("--checkpoint", help="a checkpoint file (default: the project's latest)")
+    p.add_argument("--start-frame", type=int, default=0, help="first background frame of the clip")
+    p.add_argument("--yaw", type=float, default=0.0, help="turn the head by this many degrees (right > 0)")
+    p.add_argument("--pitch", type=float, default=0.0, help="nod the head by this many degrees (down > 0)")
+    p.add_argument("--roll", type=float, default=0.0, help="tilt the head by this many degrees (clockwise > 0)")
+    p.add_argument("--pose-track", metavar="FILE.json", help="pose keyframes instead of a constant offset")
+    p.add_argument("--batch", type=int, default=8, help="frames rendered at once")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
+    p.set_defaults(func=cmd_dub)
+
+    p = sub.add_parser("demo", help="prepare, train and dub the bundled clip; prints the MP4's path")
+    p.add_argument("--output", "-o", help="where to write the MP4 (default: in the user data folder)")
+    p.add_argument("--minutes", type=float, help="training time (default: 8 on a CPU, 2 on a GPU)")
+    p.add_argument("--retrain", action="store_true", help="train again even if the demo was trained before")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
+    p.set_defaults(func=cmd_demo)

@@ -1,0 +1,282 @@
+"""Rendering (DESIGN.md §3): Renderer, and the dub job that streams a new MP4.
+
+Per output frame: generate the canonical mouth from the audio window (LipField),
+carry it into the background frame's pose with C2O and the learned depth
+(Gamem), paste, Blend-Net, and composite into the original full-resolution
+frame. Frames render in batches and stream to ffmpeg; nothing holds a video.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import audio as A
+from . import media
+from .checkpoint import load_model
+from .errors import MediaError, UserError
+from .jobs import CancelToken, Progress, ProgressFn, ensure_token, no_progress
+from .model import crop_images, pixel_coords
+from .project import Project
+from .train import pick_device
+
+SILENCE_RMS = 1e-3          # -60 dBFS: below this an output frame's audio counts as silence
+
+
+class Renderer:
+    """A trained project's model, ready to render frames.
+
+    r = Renderer(project, checkpoint=None, device="auto")
+    r.mouths(mel_windows (B, 40, 80), bg_idx (B,)) -> (B, h, w, 3) uint8 canonical mouths
+    r.paste(mouths, bg_idx, pose_offsets=None) -> (B, S, S, 3) uint8 working crops after Blend-Net
+    r.render_crops(mel_windows, bg_idx, pose_offsets=None) -> (B, S, S, 3) uint8
+    r.composite_full(crops, bg_idx) -> list of full-resolution RGB frames
+    """
+
+    def __init__(self, project: Project | str | Path, checkpoint: Optional[str | Path] = None,
+                 device: str = "auto") -> None:
+        self.project = project if isinstance(project, Project) else Project(project)
+        self.device = pick_device(device)
+        self.model, ckpt = load_model(self.project, checkpoint, self.device)
+        self.config, self.step = ckpt["config"], int(ckpt["step"])
+        p = self.project
+        self.n, self.size, self.fps = p.n_frames, p.size, p.fps
+        self.poses = torch.from_numpy(np.array(p.array("poses"), np.float32)).to(self.device)
+        self.has_face = np.array(p.array("has_face"), bool)
+        self.box_shape = self.model.mouth_shape(1.0)                     # (h, w)
+        hs, ws = self.model.mouth_shape(self.config.lip.render_scale)
+        with torch.no_grad():
+            x = pixel_coords(hs, ws, self.device).view(1, hs * ws, 2)
+            self._xe, self._base = self.model.lip.embed(x), self.model.lip.base(x)
+        self._render_shape = (hs, ws)
+        self._originals = None
+        rh, rw = self.model.region
+        # Blend-Net's output fades into the untouched frame over the region's outer pixels.
+        ramp = lambda n: torch.clamp(torch.minimum(torch.arange(n) + 0.5, n - torch.arange(n) - 0.5) / 6.0, 0, 1)
+        self._region_window = (ramp(rh)[:, None] * ramp(rw)[None, :]).to(self.device)[None, None]
+        self.rest_window = self._rest_window()
+
+    # --- pieces ---------------------------------------------------------------------------
+
+    def _rest_window(self) -> np.ndarray:
+        """The clip's quietest training window: what silence looks like to this model."""
+        mel = np.array(self.project.array("mel"), np.float32)
+        times = A.frame_times(self.project.n_train, self.fps)
+        energy = A.mel_windows(mel.mean(1, keepdims=True), times, window=10)[..., 0].mean(1)   # +-50 ms
+        return A.mel_windows(mel, times[[int(np.argmin(energy))]])[0]
+
+    def _bg(self, bg_idx) -> np.ndarray:
+        bg = np.asarray(bg_idx, np.int64).reshape(-1)
+        if len(bg) and (bg.min() < 0 or bg.max() >= self.n):
+            raise UserError(f"background frame {int(bg.max())} is outside the clip (0..{self.n - 1}).")
+        return bg
+
+    def _frames(self, bg: np.ndarray) -> torch.Tensor:
+        f = np.stack([self.project.frames[i] for i in bg])
+        return torch.from_numpy(f).to(self.device).permute(0, 3, 1, 2).float() / 255
+
+    @staticmethod
+    def _to8(x: torch.Tensor) -> np.ndarray:
+        return (x.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+
+    @torch.no_grad()
+    def _mouths(self, mel_windows: np.ndarray, bg: np.ndarray) -> torch.Tensor:
+        """(B, 3, h, w) float mouths at full box size"""
+        mel = torch.as_tensor(np.asarray(mel_windows, np.float32), device=self.device)
+        t = torch.as_tensor(bg / max(1, self.n), dtype=torch.float32, device=self.device)
+        m = self.model.lip.decode(self._xe, self.model.lip.condition(mel, t), self._base)   # (B, P, 3)
+        hs, ws = self._render_shape
+        m = m.transpose(1, 2).reshape(-1, 3, hs, ws)
+        if (hs, ws) != self.box_shape:
+            m = F.interpolate(m, size=self.box_shape, mode="bilinear", align_corners=False)
+        return m
+
+    @torch.no_grad()
+    def _paste(self, mouths: torch.Tensor, bg: np.ndarray, pose_offsets=None) -> torch.Tensor:
+        """(B, 3, S, S) float working crops: mouths pasted with C2O, blended by Blend-Net."""
+        model = self.model
+        frames = self._frames(bg)
+        poses = self.poses[bg]
+        origins = model.region_origin(poses)
+        region = crop_images(frames, origins, model.region)
+        comp, m = model.paste(mouths, poses, origins, region)
+        out = model.blend(comp, torch.zeros_like(m), m).clamp(0, 1)
+        out = region + (out - region) * self._region_window
+        crops, paste_mask = frames.clone(), torch.zeros_like(frames[:, :1])
+        rh, rw = model.region
+        for b, (ox, oy) in enumerate(origins.tolist()):
+            if self.has_face[bg[b]]:                     # faceless frames pass through unchanged
+                crops[b, :, oy:oy + rh, ox:ox + rw] = out[b]
+                paste_mask[b, :, oy:oy + rh, ox:ox + rw] = m[b]
+        if pose_offsets is not None:
+            crops = self._repose(crops, paste_mask, poses, bg, pose_offsets)
+        return crops
+
+    def _repose(self, crops: torch.Tensor, paste_mask: torch.Tensor, poses: torch.Tensor, bg: np.ndarray,
+                pose_offsets) -> torch.Tensor:
+        """Pose control: splat the head into the offset pose, then Blend-Net fills the holes."""
+        off = torch.as_tensor(np.asarray(pose_offsets, np.float32).reshape(-1, 3), device=self.device)
+        off[torch.as_tensor(~self.has_face[bg], device=self.device)] = 0
+        if not bool((off != 0).any()):
+            return crops
+        from .pose import repose
+
+        g = self.model.gamem
+        warped, holes = repose(torch.cat([crops, paste_mask], 1), g.depth, g.head_mask, poses, off)
+        rgb, pm = warped[:, :3], warped[:, 3:4]
+        # The mouth was blended before the turn; Blend-Net now fills the holes, over their
+        # bounding box only (sides multiples of 8), and changes nothing far from a hole.
+        near = _dilate(holes, 8)
+        ys, xs = torch.nonzero(near.amax((0, 1)), as_tuple=True)
+        if len(ys) == 0:
+            out = rgb
+        else:
+            s = self.size
+            y0, x0 = int(ys.min()) // 8 * 8, int(xs.min()) // 8 * 8
+            y1, x1 = min(s, -(-(int(ys.max()) + 1) // 8) * 8), min(s, -(-(int(xs.max()) + 1) // 8) * 8)
+            win = (slice(None), slice(None), slice(y0, y1), slice(x0, x1))
+            filled = self.model.blend(rgb[win], holes[win], pm[win]).clamp(0, 1)
+            alpha = _dilate(near[win], 4, blur=True)
+            out = rgb.clone()
+            out[win] = rgb[win] + (filled - rgb[win]) * alpha
+        moving = (off != 0).any(1)
+        return torch.where(moving[:, None, None, None], out, crops)
+
+    # --- the public API ---------------------------------------------------------------------
+
+    def mouths(self, mel_windows: np.ndarray, bg_idx: Sequence[int]) -> np.ndarray:
+        return self._to8(self._mouths(mel_windows, self._bg(bg_idx)))
+
+    def paste(self, mouths: np.ndarray, bg_idx: Sequence[int], pose_offsets=None) -> np.ndarray:
+        m = torch.as_tensor(np.asarray(mouths), device=self.device).permute(0, 3, 1, 2).float() / 255
+        return self._to8(self._paste(m, self._bg(bg_idx), pose_offsets))
+
+    def render_crops(self, mel_windows: np.ndarray, bg_idx: Sequence[int], pose_offsets=None) -> np.ndarray:
+        bg = self._bg(bg_idx)
+        return self._to8(self._paste(self._mouths(mel_windows, bg), bg, pose_offsets))
+
+    def original(self, i: int) -> np.ndarray:
+        """Full-resolution source frame i (the prepared JPEG pack)."""
+        if self._originals is None:
+            from .framestore import JpegPack
+
+            self._originals = JpegPack(self.project.root / "originals")
+        return self._originals[int(i)]
+
+    def composite_full(self, crops: np.ndarray, bg_idx: Sequence[int]) -> list[np.ndarray]:
+        """Put working crops back into the original frames; only pixels that changed are touched."""
+        import cv2
+
+        bg = self._bg(bg_idx)
+        x0, y0, side, _ = (int(v) for v in self.project.manifest.crop)
+        s = self.size
+        out = []
+        for crop, i in zip(crops, bg):
+            full = self.original(i)
+            h, w = full.shape[:2]
+            diff = np.abs(crop.astype(np.int16) - self.project.frames[i].astype(np.int16)).max(-1) > 1
+            if not diff.any():
+                out.append(full)
+                continue
+            alpha = cv2.GaussianBlur(cv2.dilate(diff.astype(np.float32), np.ones((5, 5), np.uint8)), (7, 7), 0)
+            ys, xs = np.nonzero(alpha > 1e-3)
+            # Work on the changed box only: resize it from working to source pixels.
+            by0, by1, bx0, bx1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+            k = side / s
+            sy0, sy1 = int(np.floor(y0 + by0 * k)), int(np.ceil(y0 + by1 * k))
+            sx0, sx1 = int(np.floor(x0 + bx0 * k)), int(np.ceil(x0 + bx1 * k))
+            cy0, cy1, cx0, cx1 = max(0, sy0), min(h, sy1), max(0, sx0), min(w, sx1)
+            if cy1 <= cy0 or cx1 <= cx0:
+                out.append(full)
+                continue
+            # Map source pixel centres of the box back into the crop and sample there.
+            gx = ((np.arange(cx0, cx1) + 0.5 - x0) / k - 0.5).astype(np.float32)
+            gy = ((np.arange(cy0, cy1) + 0.5 - y0) / k - 0.5).astype(np.float32)
+            mx, my = np.meshgrid(gx, gy)
+            rgb = cv2.remap(crop, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+            a = cv2.remap(alpha, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)[..., None]
+            patch = full[cy0:cy1, cx0:cx1].astype(np.float32)
+            full = full.copy()
+            full[cy0:cy1, cx0:cx1] = np.clip(patch + (rgb - patch) * a + 0.5, 0, 255).astype(np.uint8)
+            out.append(full)
+        return out
+
+
+def _dilate(mask: torch.Tensor, r: int, blur: bool = False) -> torch.Tensor:
+    """(B, 1, H, W) mask grown by r px (or box-blurred over 2r+1), with OpenCV: torch's CPU pooling is slow."""
+    import cv2
+
+    k = np.ones((2 * r + 1, 2 * r + 1), np.uint8)
+    m = mask[:, 0].float().cpu().numpy()
+    op = (lambda a: cv2.blur(a, (2 * r + 1, 2 * r + 1))) if blur else (lambda a: cv2.dilate(a, k))
+    return torch.from_numpy(np.stack([op(a) for a in m]))[:, None].to(mask.device)
+
+
+# --- the dub job --------------------------------------------------------------------------------
+
+def pingpong(start: int, n_out: int, n_frames: int) -> np.ndarray:
+    """Background frame per output frame: the clip from `start`, bouncing at both ends."""
+    if n_frames <= 1:
+        return np.zeros(n_out, np.int64)
+    period = 2 * (n_frames - 1)
+    pos = (start + np.arange(n_out)) % period
+    return np.where(pos < n_frames, pos, period - pos).astype(np.int64)
+
+
+def dub(project_dir: Path | str, audio_path: Path | str, output: Path | str,
+        checkpoint: Optional[Path | str] = None, start_frame: int = 0, pose_track=None, batch: int = 8,
+        device: str = "auto", progress: ProgressFn = no_progress, cancel: Optional[CancelToken] = None) -> Path:
+    """Re-render the project's clip so the lips follow `audio_path`; returns the written MP4.
+
+    pose_track: None, a core.pose.PoseTrack, or a path to its JSON file.
+    """
+    cancel = ensure_token(cancel)
+    output = Path(output)
+    project = Project(project_dir)
+    if not 0 <= int(start_frame) < project.n_frames:
+        raise UserError(f"--start-frame {start_frame} is outside the clip; use 0..{project.n_frames - 1}.")
+    r = Renderer(project, checkpoint, device)
+    progress(Progress("dub", 0, 0, f"reading {Path(audio_path).name}"))
+    wave = media.read_audio(audio_path)
+    if wave.size < A.SAMPLE_RATE // 10:
+        raise MediaError(f"{Path(audio_path).name} has less than 0.1 s of audio; choose a longer recording.")
+    fps = project.fps
+    n_out = max(1, int(round(len(wave) / A.SAMPLE_RATE * fps)))
+    times = A.frame_times(n_out, fps)
+    windows = A.mel_windows(A.speech_features(wave), times)
+    silent = frame_rms(wave, times) < SILENCE_RMS
+    windows[silent] = r.rest_window                      # silence: the mouth rests as in the clip's pauses
+    bg = pingpong(int(start_frame), n_out, project.n_frames)
+    offsets = None
+    if pose_track is not None:
+        from .pose import PoseTrack
+
+        track = pose_track if isinstance(pose_track, PoseTrack) else PoseTrack.load(pose_track)
+        track, notes = track.clamp()
+        for note in notes:
+            progress(Progress("dub", 0, n_out, note))
+        offsets = None if track.is_zero() else track.at(np.arange(n_out))
+    src = project.manifest.source
+    with media.VideoWriter(output, (int(src["width"]), int(src["height"])), fps, audio=wave,
+                           audio_rate=A.SAMPLE_RATE) as vw:
+        for s in range(0, n_out, batch):
+            cancel.raise_if_cancelled()
+            sl = slice(s, min(n_out, s + batch))
+            crops = r.render_crops(windows[sl], bg[sl], None if offsets is None else offsets[sl])
+            for frame in r.composite_full(crops, bg[sl]):
+                vw.write(frame)
+            progress(Progress("dub", sl.stop, n_out, f"rendered {sl.stop}/{n_out} frames"))
+    return output
+
+
+def frame_rms(wave: np.ndarray, times: np.ndarray, half_window_s: float = 0.1) -> np.ndarray:
+    """(N,) RMS of the waveform within +-half_window_s of each timestamp."""
+    half = int(half_window_s * A.SAMPLE_RATE)
+    c = np.concatenate([[0.0], np.cumsum(np.asarray(wave, np.float64) ** 2)])
+    centre = np.round(np.asarray(times) * A.SAMPLE_RATE).astype(np.int64)
+    lo = np.clip(centre - half, 0, len(wave))
+    hi = np.clip(centre + half, 0, len(wave))
+    return np.sqrt((c[hi] - c[lo]) / np.maximum(1, hi - lo))
