@@ -14,7 +14,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def create_window(argv: Optional[list[str]] = None):
+    """The application (created if needed), themed, with the main window shown and `path` opening."""
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
@@ -35,7 +36,16 @@ def main(argv: Optional[list[str]] = None) -> int:
             QTimer.singleShot(0, lambda: win.open_project(target))
         else:
             QTimer.singleShot(0, lambda: win.new_from_clip(target))
-    return app.exec()
+    return win
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    win = create_window(argv)
+    from PySide6.QtWidgets import QApplication
+
+    code = QApplication.instance().exec()
+    del win
+    return code
 
 
 if __name__ == "__main__":

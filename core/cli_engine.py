@@ -66,7 +66,8 @@ def demo(output: Optional[Path | str] = None, minutes: Optional[float] = None, d
 
 def _print_figures(r: dict[str, Any]) -> None:
     print(f"  steps        {r['steps']} in {r['seconds']:.0f} s on {r['device']} (preset {r['preset']})")
-    print(f"  held-out mouth PSNR {r['heldout_mouth_psnr']:.2f} dB (static mouth {r['static_mouth_psnr']:.2f} dB, "
+    print(f"  held-out mouth PSNR {r['heldout_mouth_psnr']:.2f} dB (baselines: static mouth "
+          f"{r['static_mouth_psnr']:.2f} dB, mean training mouth {r['mean_mouth_psnr']:.2f} dB, "
           f"untrained {r['initial_heldout_mouth_psnr']:.2f} dB)")
     print(f"  checkpoint   {r['checkpoint']}")
 

