@@ -56,6 +56,7 @@ class PreviewViewer(QWidget):
         model.events.pending_pose.connect(self._pose_changed)
         model.events.keyframes.connect(lambda e: self._pose_changed(None))
         model.events.clips.connect(lambda e: self.refresh())
+        model.events.sources.connect(lambda e: self.refresh())
         service.frame_ready.connect(self._ready)
         service.state_changed.connect(self.set_status)
 
@@ -75,7 +76,6 @@ class PreviewViewer(QWidget):
         self.show_frame(self.model.playhead, force=True)
 
     def _pose_changed(self, _e) -> None:
-        self.service.request(self.model.playhead)
         self.refresh()
 
     def _ready(self, frame: int) -> None:
@@ -89,7 +89,9 @@ class PreviewViewer(QWidget):
         else:
             img = self.service.cached(frame)
             kind, badge = "dubbed", "B · DUBBED"
-            if img is None:
+            if img is not None:
+                self.service.fill_ahead()
+            else:
                 if (self.playing and self.shown_kind in ("dubbed", "held") and self.shown_frame is not None
                         and 0 <= frame - self.shown_frame <= HOLD_FRAMES):
                     # dropping frames: keep the last dubbed picture rather than flash the original
@@ -98,6 +100,7 @@ class PreviewViewer(QWidget):
                     return
                 img, kind = self.service.original(frame), "original"
                 badge = self.status or "RENDERING…"
+                self.service.request(frame)      # the viewer asks; the service renders and says when
         self.view.set_image(img)
         self.view.set_badge(badge)
         self.view.set_zoom(mouth_rect(self.project, bg) if self.mouth_zoom else None)

@@ -46,23 +46,18 @@ class PreviewService(QObject):
         self.last_render_ms = 0.0
         self._closed = False
         self._jobs: set[Job] = set()
-        model.events.playhead.connect(self._on_playhead)
         ctx.engine.busy_changed.connect(self._engine_busy)
 
     def close(self) -> None:
         """Stop asking for frames and cancel what is queued; the editor is going away."""
         self._closed = True
-        self.model.events.playhead.disconnect(self._on_playhead)
         self.ctx.engine.busy_changed.disconnect(self._engine_busy)
         for job in list(self._jobs):
             job.cancel()
 
-    def _on_playhead(self, e) -> None:
-        self.request(e.frame)
-
     def _engine_busy(self, busy: bool) -> None:
         if not busy:
-            self._fill_ahead()
+            self.fill_ahead()
 
     # --- keys and lookups ---------------------------------------------------------------------
     def key(self, frame: int) -> tuple:
@@ -87,11 +82,12 @@ class PreviewService(QObject):
             return None
         if self.key(frame) in self.cache:
             self.frame_ready.emit(frame)
-            self._fill_ahead()
+            self.fill_ahead()
             return None
         return self._submit([frame], "preview", LOW)
 
-    def _fill_ahead(self) -> None:
+    def fill_ahead(self) -> None:
+        """While the engine is idle, render the frames just after the playhead, a batch at a time."""
         if self._closed or not self.render_ahead or self._failed_once or self.ctx.engine.busy:
             return
         start = self.model.playhead + (int(self.model.fps * self.last_render_ms / 1000) if self.playing else 1)
@@ -110,7 +106,7 @@ class PreviewService(QObject):
         job = Job(f"render-{slot}", self._render, frames_arr, keys, bg, poses, rev, mix)
         job.progress.connect(self._on_progress)
         job.failed.connect(self._on_failed)
-        job.finished.connect(self._fill_ahead)
+        job.finished.connect(self.fill_ahead)
         job.finished.connect(lambda j=job: self._jobs.discard(j))
         self._jobs.add(job)
         if self.ctx.engine.has_running("train"):

@@ -105,7 +105,7 @@ class TrainPage(QWidget):
         self.editor_btn = QPushButton("Open the editor  ▸")
         self.editor_btn.setObjectName("toEditor")
         theme.set_role(self.editor_btn, "primary")
-        self.start_btn.clicked.connect(lambda: self.start(resume=False))
+        self.start_btn.clicked.connect(self._start_clicked)
         self.resume_btn.clicked.connect(lambda: self.start(resume=True))
         self.pause_btn.clicked.connect(lambda: self.stop(finish=False))
         self.stop_btn.clicked.connect(lambda: self.stop(finish=True))
@@ -214,7 +214,7 @@ class TrainPage(QWidget):
         self._total, self._rate, self._last = steps, None, None
         self.banner.setVisible(False)
         job = Job("train", train, str(self.project.root), preset=preset, steps=steps, minutes=minutes,
-                  resume=resume)
+                  resume=resume, config=self._resume_config() if resume else None)
         job.progress.connect(self._progress)
         job.succeeded.connect(self._done)
         job.failed.connect(self._failed)
@@ -226,6 +226,36 @@ class TrainPage(QWidget):
         self._update_buttons()
         self.running_changed.emit(True)
         return job
+
+    def _start_clicked(self) -> None:
+        """Start; over an existing model, ask first (the new run replaces it)."""
+        from PySide6.QtWidgets import QMessageBox
+
+        if self.project is None or studio_state.checkpoint_path(self.project.root) is None:
+            self.start(resume=False)
+            return
+        box = QMessageBox(QMessageBox.Question, "Start over?",
+                          "Training from scratch replaces the trained model of this project. "
+                          "Resume continues it instead.", QMessageBox.Cancel, self.window())
+        box.setObjectName("startOverDialog")
+        go = box.addButton("Start over", QMessageBox.DestructiveRole)
+        box.setDefaultButton(QMessageBox.Cancel)
+        box.finished.connect(lambda _r: box.clickedButton() is go and self.start(resume=False))
+        box.setAttribute(Qt.WA_DeleteOnClose)
+        box.open()
+
+    def _resume_config(self):
+        """The settings the interrupted run started with (checkpoints/config.json), so that a newer
+        version of the app with other preset defaults still resumes it; None when absent."""
+        import json
+
+        from speech2lip.core.config import EngineConfig
+
+        path = self.project.checkpoints / "config.json"
+        try:
+            return EngineConfig.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError, AttributeError):
+            return None
 
     def stop(self, finish: bool) -> None:
         """Pause (finish=False) or stop (True); both keep the last checkpoint."""

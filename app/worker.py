@@ -10,6 +10,7 @@ work (probing, decoding audio) that must not wait behind training.
 """
 from __future__ import annotations
 
+import atexit
 import heapq
 import itertools
 import os
@@ -17,6 +18,7 @@ import sys
 import threading
 import time
 import traceback
+import weakref
 from typing import Any, Callable, Optional
 
 from PySide6.QtCore import QObject, QThread, Signal
@@ -124,6 +126,9 @@ class JobQueue(QObject):
         self._runner = _Runner(self)
         self._runner.setObjectName(f"s2l-{name}")
         self._runner.start(QThread.LowPriority)      # the portable hint; Linux gets a nice value above
+        # A script that exits without closing the window must not destroy a running QThread
+        # (Qt aborts the process): stop it first, at interpreter exit.
+        atexit.register(_stop_at_exit, weakref.ref(self))
 
     @property
     def current(self) -> Optional[Job]:
@@ -201,3 +206,11 @@ class JobQueue(QObject):
         if idle:
             self.busy_changed.emit(False)
 
+
+def _stop_at_exit(ref) -> None:
+    queue = ref()
+    if queue is not None:
+        try:
+            queue.shutdown(10000)
+        except RuntimeError:      # the C++ side is already gone, and its thread with it
+            pass

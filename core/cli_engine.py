@@ -69,6 +69,8 @@ def _print_figures(r: dict[str, Any]) -> None:
     print(f"  held-out mouth PSNR {r['heldout_mouth_psnr']:.2f} dB (baselines: static mouth "
           f"{r['static_mouth_psnr']:.2f} dB, mean training mouth {r['mean_mouth_psnr']:.2f} dB, "
           f"untrained {r['initial_heldout_mouth_psnr']:.2f} dB)")
+    print(f"  held-out mouth motion correlation {r['heldout_motion_corr']:.2f} "
+          f"(untrained {r['initial_heldout_motion_corr']:.2f}; 0 = static, 1 = as filmed)")
     print(f"  checkpoint   {r['checkpoint']}")
 
 

@@ -31,7 +31,7 @@ class LipFieldConfig:
     audio_channels: list[int] = field(default_factory=lambda: [32, 32, 64, 64])
     audio_dim: int = 64
     dropout: float = 0.2              # in the audio encoder and on the fused audio feature
-    scale: float = 0.4                # mouth resolution (relative to the canonical box) in training
+    scale: float = 0.3                # mouth resolution (relative to the canonical box) in training
     render_scale: float = 0.5         # resolution at which the field is queried when rendering
     prior: bool = True                # output is a residual over the mean training mouth
 
@@ -113,7 +113,8 @@ class EngineConfig:
 def quick() -> EngineConfig:
     # A CPU budget of minutes cannot also train a useful sync expert (it needs a few minutes of
     # its own), so quick uses one only when the project already has it.
-    return EngineConfig("quick", LipFieldConfig(), GamemConfig(), BlendNetConfig(), TrainConfig(sync=False))
+    return EngineConfig("quick", LipFieldConfig(), GamemConfig(), BlendNetConfig(),
+                        TrainConfig(sync=False, stage_split=[0.7, 0.2, 0.1]))
 
 
 def standard() -> EngineConfig:

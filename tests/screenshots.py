@@ -85,6 +85,7 @@ def main(argv=None) -> int:
     theme.apply(app)
     settings = AppSettings(work / "settings.ini")
     settings.set_projects_dir(work / "projects")
+    win = None
     try:
         if args.project is None:
             config.PRESETS["quick"] = tiny_config          # a few steps: this is about the look
@@ -195,8 +196,9 @@ def main(argv=None) -> int:
             if reports:
                 reports[-1].resize(1200, 900)
                 shot(app, reports[-1], "report")
-        win.close()
     finally:
+        if win is not None:
+            win.close()                  # stops the worker threads before the process ends
         shutil.rmtree(work, ignore_errors=True)
     return 0
 

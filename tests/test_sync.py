@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from engine_fixtures import trained  # noqa: F401  (fixture: a project trained by the engine)
 from speech2lip.core import sync as S
 from speech2lip.core.errors import CheckpointError
 
@@ -26,7 +27,7 @@ def _linked_project(tmp: Path, src: Path):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, reagan_project):
+def expert_run(tmp_path_factory, reagan_project):
     p = _linked_project(tmp_path_factory.mktemp("reagan") / "view", reagan_project)
     expert, stats = S.train_sync_expert(p, S.SyncConfig(steps=STEPS))
     return p, expert, stats
@@ -56,8 +57,8 @@ def test_negative_frames_are_off_by_the_right_amounts():
     assert (d[:, 4:] > 15).all()                                          # far: anywhere else
 
 
-def test_expert_finds_the_true_offset_on_held_out_frames(trained):
-    p, expert, st = trained
+def test_expert_finds_the_true_offset_on_held_out_frames(expert_run):
+    p, expert, st = expert_run
     assert st["n_eval"] >= 30
     # Chance is 1/31 (3.2 %) exactly and 3/31 (9.7 %) within one frame.
     assert st["offset_accuracy"] >= 3 * st["chance"], st
@@ -67,12 +68,12 @@ def test_expert_finds_the_true_offset_on_held_out_frames(trained):
     assert (p.checkpoints / S.CHECKPOINT_NAME).is_file()
 
 
-def test_sync_loss_prefers_matching_audio(trained):
+def test_sync_loss_prefers_matching_audio(expert_run):
     """On real held-out mouths, matching audio scores a lower loss than audio 5 frames late,
     and gradient steps on a frozen-still mouth sequence lower the loss."""
     from speech2lip.core.audio import frame_times, mel_windows
 
-    p, expert, _ = trained
+    p, expert, _ = expert_run
     mel = np.array(p.array("mel"), np.float32)
     t = frame_times(p.n_frames, p.fps)
     ks = np.arange(p.n_train + 2, p.n_frames - 20)
@@ -93,8 +94,8 @@ def test_sync_loss_prefers_matching_audio(trained):
     assert float(S.contrastive_sync_loss(expert, still.clamp(0, 1), pos, neg)) < first - 0.2
 
 
-def test_saved_expert_loads_identically(trained):
-    p, expert, _ = trained
+def test_saved_expert_loads_identically(expert_run):
+    p, expert, _ = expert_run
     again = S.load_sync_expert(p)
     assert not again.training and not any(q.requires_grad for q in again.parameters())
     mel = torch.randn(2, 40, 80)
@@ -131,3 +132,28 @@ def test_bad_expert_files_are_refused(tmp_path):
     torch.save({"weights": torch.zeros(3)}, other)
     with pytest.raises(CheckpointError, match="not a Speech2Lip sync expert"):
         S.load_sync_expert(other)
+
+
+def test_audio_delay_moves_the_generated_mouth_curve(trained):  # noqa: F811
+    """Delaying the audio by 5 frames delays the tracked mouth-opening curve of the output
+    by about 5 frames: the lips follow the audio's timing, not the background frame's."""
+    from speech2lip.core import audio as A
+    from speech2lip.core.evaluate import opening, track
+    from speech2lip.core.render import Renderer
+
+    r = Renderer(trained["root"], device="cpu")
+    p = r.project
+    mel = np.array(p.array("mel"), np.float32)
+    t = A.frame_times(p.n_frames, p.fps)
+    idx = np.arange(0, p.n_frames)
+    curves = []
+    for shift in (0, 5):
+        win = A.mel_windows(mel, t - shift / p.fps)
+        crops = np.concatenate([r.render_crops(win[i:i + 16], idx[i:i + 16]) for i in range(0, len(idx), 16)])
+        o = np.nan_to_num(opening(track(crops)))
+        curves.append((o - o.mean()) / (o.std() + 1e-9))
+    a, b = curves
+    lags = np.arange(-15, 16)
+    corr = [np.mean(a[max(0, -k):len(a) - max(0, k)] * b[max(0, k):len(b) - max(0, -k)]) for k in lags]
+    best = int(lags[int(np.argmax(corr))])
+    assert abs(best - 5) <= 1, (best, np.round(corr, 2))
