@@ -14,7 +14,7 @@ from speech2lip.core.project import Project
 
 from . import theme
 from .errors import show_error
-from .export_job import QUALITIES, SIZES, ExportSettings, export
+from .export_job import QUALITIES, ExportSettings, export
 from .model.editor import EditorModel
 from .widgets import hbox, label
 from .worker import HIGH, Job

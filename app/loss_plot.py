@@ -41,8 +41,8 @@ class LossPlot(pg.PlotWidget):
 
     def add(self, step: int, losses: dict[str, float]) -> None:
         for name, value in losses.items():
-            if not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
-                continue              # log scale: zero or negative terms cannot be drawn
+            if "psnr" in name or not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
+                continue              # PSNR is not a loss; log scale cannot draw zero or negative terms
             xs, ys = self.series.setdefault(name, ([], []))
             xs.append(float(step))
             ys.append(float(value))

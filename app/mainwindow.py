@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from PySide6.QtCore import QSize, QUrl, Qt
+from PySide6.QtCore import QSize, QUrl
 from PySide6.QtGui import QAction, QDesktopServices, QIcon, QKeySequence
 from PySide6.QtWidgets import (QButtonGroup, QFileDialog, QFrame, QHBoxLayout, QLabel, QMainWindow, QMessageBox,
                                QStackedWidget, QToolButton, QVBoxLayout, QWidget)
@@ -97,6 +97,7 @@ class MainWindow(QMainWindow):
         lay.addWidget(self.title)
         lay.addStretch(1)
         self.step_group = QButtonGroup(self)
+        self.step_group.setExclusive(False)          # go() checks one, or none on the start page
         self.step_buttons: dict[str, QToolButton] = {}
         for n, key in enumerate(STEPS, 1):
             b = QToolButton()

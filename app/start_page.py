@@ -84,7 +84,11 @@ class StartPage(QWidget):
             row.setTextFormat(Qt.RichText)
             steps_lay.addWidget(row)
 
-        left = vbox(title, sub, None, self.new_btn, self.open_btn, drop, steps, None, spacing=14)
+        left = vbox(title, sub, spacing=14)
+        left.addSpacing(26)
+        for w in (self.new_btn, self.open_btn, drop, steps):
+            left.addWidget(w)
+        left.addStretch(1)
 
         self.recent = QListWidget()
         self.recent.setObjectName("recentProjects")

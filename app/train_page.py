@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from typing import Optional
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QComboBox, QGridLayout, QProgressBar, QPushButton, QSpinBox, QWidget
 
 from speech2lip.core.jobs import Progress
@@ -306,6 +306,7 @@ class TrainPage(QWidget):
             self.psnr.setText(f"Held-out mouth PSNR {result['heldout_mouth_psnr']:.2f} dB "
                               f"(static mouth {result.get('static_mouth_psnr', float('nan')):.2f} dB)")
         self.job = None
+        self._update_buttons()
         self.running_changed.emit(False)
         self.trained.emit(str(result.get("checkpoint", "")))
 
@@ -316,12 +317,14 @@ class TrainPage(QWidget):
         self.stage.setText(f"Stopped at step {step}; the model is saved." if self._stop_means_finish
                            else f"Paused at step {step}; Resume continues from here.")
         self.job = None
+        self._update_buttons()
         self.running_changed.emit(False)
         if studio_state.checkpoint_path(self.project.root):
             self.trained.emit(str(studio_state.checkpoint_path(self.project.root)))
 
     def _failed(self, exc: BaseException, tb: str) -> None:
         self.job = None
+        self._update_buttons()
         self.stage.setText("Training stopped with an error.")
         self.running_changed.emit(False)
         show_error(self.window(), exc, tb, context="Training failed.")

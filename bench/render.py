@@ -21,7 +21,6 @@ import numpy as np
 import torch
 
 from speech2lip.core import audio as A
-from speech2lip.core.project import Project
 from speech2lip.core.render import Renderer
 
 REPO = Path(__file__).resolve().parents[1]

@@ -106,8 +106,9 @@ class MouthEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n = x.shape[:2]
-        # Per-window brightness/contrast normalisation: lighting is not sync.
-        x = (x - x.mean(dim=(1, 2, 3, 4), keepdim=True)) / (x.std(dim=(1, 2, 3, 4), keepdim=True) + 1e-3)
+        # Per-window brightness removed (lighting is not sync), a fixed scale: dividing by the
+        # window's own contrast would blow up the gradients of a flat, generated mouth.
+        x = (x - x.mean(dim=(1, 2, 3, 4), keepdim=True)) / 0.2
         h = self.conv(x.flatten(0, 1))                                      # (B*n, C, h', w')
         return self.out(self.drop(h.flatten(1))).reshape(b, n, -1)          # (B, n, F)
 
@@ -246,8 +247,8 @@ def _audio_batch(data: _ClipData, frames: torch.Tensor, window: int, augment: bo
 
 def _augment_mouths(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Per-sample colour jitter and a small affine jitter (shift, scale, rotation), the same
-    across a sample's 5 frames: prepare's alignment is good, not perfect, and neither is a
-    generated mouth's."""
+    across a sample's 5 frames (prepare's alignment is good, not perfect, and neither is a
+    generated mouth's), then noise and blur."""
     b, n, c, h, w = x.shape
     dev = x.device
     r = lambda *shape: (torch.rand(*shape, generator=gen) * 2 - 1).to(dev)
@@ -259,6 +260,11 @@ def _augment_mouths(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     grid = F.affine_grid(theta, (b, c, h, w), align_corners=False)          # (B, h, w, 2)
     grid = grid[:, None].expand(b, n, h, w, 2).reshape(b * n, h, w, 2)
     out = F.grid_sample(x.reshape(b * n, c, h, w), grid, padding_mode="border", align_corners=False)
+    # Pixel noise and, for half the samples, a blur: what a generated mouth looks like. The
+    # expert then judges lip shape, not texture, and its gradients stay smooth.
+    blur = F.avg_pool2d(out, 3, 1, 1, count_include_pad=False)
+    soft = (torch.rand(b, generator=gen) < 0.5).to(dev).repeat_interleave(n)[:, None, None, None]
+    out = torch.where(soft, blur, out) + 0.02 * torch.randn(out.shape, generator=gen).to(dev)
     return out.reshape(b, n, c, h, w)
 
 

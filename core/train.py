@@ -12,7 +12,6 @@ so --resume continues exactly where a run stopped.
 from __future__ import annotations
 
 import importlib
-import math
 import time
 from pathlib import Path
 from typing import Any, Optional

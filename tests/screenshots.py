@@ -130,8 +130,10 @@ def main(argv=None) -> int:
             from speech2lip.app import studio_state
 
             done = studio_state.last_step(trained)
-            tp.steps.setValue(done + 40)
-            studio_state.update(trained, train={"preset": tp.preset.currentData(), "steps": done + 40,
+            every = tp._resume_config().train.preview_every if tp._resume_config() else 100
+            target = (done // every + 1) * every + 30       # the run crosses a preview step, then goes on
+            tp.steps.setValue(target)
+            studio_state.update(trained, train={"preset": tp.preset.currentData(), "steps": target,
                                                 "minutes": None, "finished": False})
             run = tp.start(resume=True)
         wait_until(app, lambda: (tp.mouths.image is not None and tp._rate is not None)
