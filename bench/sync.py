@@ -79,7 +79,7 @@ def opening_lag(renderer, shift: int, max_lag: int = 15) -> tuple[int, float]:
     return k - max_lag, corr[k]
 
 
-def ablation(src: Path, budget: int, keep: Path | None, device: str) -> None:
+def ablation(src: Path, budget: int, keep: Path | None, device: str, w_sync: float | None = None) -> None:
     import shutil
 
     from speech2lip.core import train as T
@@ -88,6 +88,7 @@ def ablation(src: Path, budget: int, keep: Path | None, device: str) -> None:
     from speech2lip.core.render import Renderer
 
     tmp = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="sync_ablation_"))
+    cfg = preset("quick", **({"train.w_sync": w_sync} if w_sync is not None else {}))
     base = linked(src, tmp / "base")
     t0 = time.perf_counter()
     _, st = S.train_sync_expert(base, device=device)
@@ -100,7 +101,7 @@ def ablation(src: Path, budget: int, keep: Path | None, device: str) -> None:
         if pr.stage == "train" and pr.done >= cut:
             token.cancel()
     try:
-        T.train(base.root, preset="quick", steps=budget, device=device, progress=stop_at_cut, cancel=token)
+        T.train(base.root, config=cfg, steps=budget, device=device, progress=stop_at_cut, cancel=token)
     except Cancelled:
         pass
     print(f"shared run to step {cut}: {time.perf_counter() - t0:.0f} s", flush=True)
@@ -113,7 +114,7 @@ def ablation(src: Path, budget: int, keep: Path | None, device: str) -> None:
             T._sync_module = lambda: None                            # the engine as if core.sync were absent
         try:
             t1 = time.perf_counter()
-            res = T.train(root, preset="quick", steps=budget, device=device, resume=True)
+            res = T.train(root, config=cfg, steps=budget, device=device, resume=True)
         finally:
             T._sync_module = saved
         rep = evaluate(root, output=root / "eval")
@@ -123,7 +124,8 @@ def ablation(src: Path, budget: int, keep: Path | None, device: str) -> None:
         print(f"{name} sync loss done: {rows[name]}", flush=True)
     base_rows = {k: rep["methods"][k] for k in ("real", "static", "retrieval")}
     print(f"\nclip {src.name}, {base.size}² working crop, mouth box {base.manifest.mouth_box[3]}x"
-          f"{base.manifest.mouth_box[2]}, quick preset, {budget} steps ({budget - cut} in the last stage)")
+          f"{base.manifest.mouth_box[2]}, quick preset, {budget} steps ({budget - cut} in the last stage), "
+          f"w_sync {cfg.train.w_sync:g}")
     print(f"{'':<10} {'LMD':>7} {'offset':>7} {'conf':>6} {'PSNR m':>7} {'SSIM m':>7} {'5-frame delay -> lag':>21}")
     for k, r in {**rows, **base_rows}.items():
         lag = f"{r['lag']:+d} (r={r['lag_corr']:.2f})" if "lag" in r else ""
@@ -143,11 +145,12 @@ def main(argv=None) -> int:
     ap.add_argument("--ablation", type=Path, help="a prepared project: train with and without the sync loss")
     ap.add_argument("--budget", type=int, default=1500, help="--ablation: quick-preset steps per run")
     ap.add_argument("--keep", type=Path, help="--ablation: keep the runs in this new folder")
+    ap.add_argument("--w-sync", type=float, help="--ablation: weight of the sync loss (default: the preset's)")
     a = ap.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
     if a.ablation:
-        ablation(a.ablation, a.budget, a.keep, a.device)
+        ablation(a.ablation, a.budget, a.keep, a.device, a.w_sync)
         return 0
     if not a.projects:
         print("no prepared projects; run `speech2lip prepare` first or pass --projects")

@@ -13,7 +13,7 @@ import pytest
 from speech2lip.core.config import preset
 
 TRAINED: dict[str, dict] = {}
-TRAIN_STEPS = 300
+TRAIN_STEPS = 600
 
 
 def tiny_config(**overrides):
