@@ -37,6 +37,19 @@ def apply_pose(poses: np.ndarray, pts: np.ndarray) -> np.ndarray:
     return np.einsum("bij,bkj->bki", poses[:, :, :3], pts) + poses[:, None, :, 3]
 
 
+def nearest_tracked(has_face: np.ndarray) -> np.ndarray:
+    """(N,) index of the nearest frame with a face (ties go to the earlier one).
+
+    Linear memory: a frames-by-frames distance matrix would take gigabytes on a long clip.
+    """
+    idx = np.flatnonzero(has_face)
+    frames = np.arange(len(has_face))
+    right = np.clip(np.searchsorted(idx, frames), 0, len(idx) - 1)
+    left = np.clip(right - 1, 0, len(idx) - 1)
+    take_left = np.abs(frames - idx[left]) <= np.abs(idx[right] - frames)
+    return np.where(take_left, idx[left], idx[right])
+
+
 def fit_poses(canon: np.ndarray, lm: np.ndarray, has_face: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Poses canonical -> each frame on the rigid set, and per-frame mean residual (px).
 
@@ -51,7 +64,7 @@ def fit_poses(canon: np.ndarray, lm: np.ndarray, has_face: np.ndarray) -> tuple[
     poses[idx] = umeyama(src.astype(np.float64), dst.astype(np.float64))
     resid[idx] = np.linalg.norm(apply_pose(poses[idx], src) - dst, axis=-1).mean(1)
     if len(idx) and len(idx) < n:
-        nearest = idx[np.abs(np.arange(n)[:, None] - idx[None, :]).argmin(1)]
+        nearest = nearest_tracked(has_face)
         missing = ~has_face
         poses[missing] = poses[nearest[missing]]
     return poses, resid

@@ -141,8 +141,7 @@ def _check_faces(video: Path, lm_src: np.ndarray, has_face: np.ndarray) -> None:
 
 def _fill_faceless(lm: np.ndarray, has_face: np.ndarray) -> np.ndarray:
     """Copy the nearest tracked frame's landmarks into faceless frames, for geometry only."""
-    idx = np.flatnonzero(has_face)
-    nearest = idx[np.abs(np.arange(len(lm))[:, None] - idx[None, :]).argmin(1)]
+    nearest = G.nearest_tracked(has_face)
     out = lm.copy()
     out[~has_face] = lm[nearest[~has_face]]
     return out
@@ -269,6 +268,16 @@ def _stream_frames(video: Path, info: media.VideoInfo, crop: list[int], size: in
     return motion
 
 
+def _preload_torch() -> None:
+    """Import torch in a thread while the faces are tracked: its 2-3 s import would otherwise
+    stall the second pass, a large share of a short clip's prepare."""
+    import sys
+    import threading
+
+    if "torch" not in sys.modules:
+        threading.Thread(target=__import__, args=("torch",), daemon=True, name="preload-torch").start()
+
+
 def prepare(video: Path | str, project_dir: Path | str, size: int = 256, force: bool = False,
             progress: ProgressFn = no_progress, cancel: Optional[CancelToken] = None) -> Project:
     """Turn a clip into a project folder; returns the opened Project."""
@@ -295,6 +304,7 @@ def prepare(video: Path | str, project_dir: Path | str, size: int = 256, force: 
     work = Path(tempfile.mkdtemp(prefix=f".{project_dir.name}.preparing-", dir=project_dir.parent))
     try:
         clock.start()
+        _preload_torch()
         pack = JpegPackWriter(work / "originals")
         lm_src, has_face, many = _track_pass(video, info, pack, progress, cancel, max_faces=1)
         n = pack.close()

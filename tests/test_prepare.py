@@ -114,3 +114,15 @@ def test_audio_windows_line_up_with_frame_timestamps(project, media):
     rms = np.array([np.log(np.mean(wave[max(0, k - 200):k + 200] ** 2) + 1e-8) for k in t])
     corr = [np.corrcoef(np.roll(centre, lag)[5:-5], rms[5:-5])[0, 1] for lag in (-1, 0, 1)]
     assert corr[1] > 0.8 and corr[1] > corr[0] and corr[1] > corr[2], corr
+
+
+def test_faceless_frames_take_the_nearest_tracked_frame_in_linear_memory():
+    from speech2lip.core.geometry import nearest_tracked
+
+    has_face = np.array([0, 1, 0, 0, 0, 1, 1, 0, 0], bool)
+    assert nearest_tracked(has_face).tolist() == [1, 1, 1, 1, 5, 5, 6, 6, 6]
+    # A 10-hour clip at 30 fps: a frames-by-frames matrix would need terabytes.
+    big = np.zeros(1_080_000, bool)
+    big[::1000] = True
+    near = nearest_tracked(big)
+    assert near[1499] == 1000 and near[1501] == 2000 and near[-1] == 1_079_000
