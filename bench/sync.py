@@ -1,7 +1,7 @@
 """Sync expert: what it costs to train and how well it finds the true audio offset.
 
-    python bench/sync.py [--projects /work/pp/obama_a ...] [--steps N] [--engine-steps N] [--device cpu]
-    python bench/sync.py --ablation /work/pp/obama_a --budget 1500 [--keep DIR]
+    python bench/sync.py --projects PROJECT [PROJECT ...] [--steps N] [--engine-steps N] [--device cpu]
+    python bench/sync.py --ablation PROJECT --budget 1500 [--keep DIR]
 
 For each prepared project: the expert's training time and its held-out accuracy at
 picking the true offset among ±15 frames (chance 1/31). Then the engine's own
@@ -136,8 +136,7 @@ def ablation(src: Path, budget: int, keep: Path | None, device: str, w_sync: flo
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--projects", nargs="*", type=Path,
-                    default=[p for p in sorted(Path("/work/pp").glob("*")) if (p / "project.json").is_file()])
+    ap.add_argument("--projects", nargs="*", type=Path, default=[], help="prepared projects")
     ap.add_argument("--steps", type=int, default=S.SyncConfig().steps)
     ap.add_argument("--engine-steps", type=int, default=20, help="steps timed per engine preset (0: skip)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
