@@ -83,8 +83,8 @@ def load_checkpoint(path: Path | str, project: Project, config: Optional[EngineC
         raise CheckpointError(f"{path} has a config that does not match its own fingerprint; it was edited "
                               f"or damaged. Train again.")
     if config is not None and config.fingerprint() != cfg.fingerprint():
-        raise CheckpointError(f"{path} was trained with different settings (preset {cfg.preset}); resume with "
-                              f"--preset {cfg.preset}, or train from scratch without --resume.")
+        raise CheckpointError(f"{path} was trained with different settings (preset {cfg.preset}); resume it "
+                              f"with those settings, or start a new training instead of resuming.")
     obj["config"] = cfg
     return obj
 

@@ -78,7 +78,8 @@ def cmd_train(args) -> int:
     from .cli import run_job
     from .train import train
 
-    if args.steps is None and args.minutes is None and args.preset == "quick":
+    if args.steps is None and args.minutes is None and args.preset in (None, "quick") \
+            and not args.resume:
         print("no --steps or --minutes given: training the preset's default number of steps")
     r = run_job(train, Path(args.project), preset=args.preset, steps=args.steps, minutes=args.minutes,
                 device=args.device, resume=args.resume, sync_expert=args.sync_expert, quiet=args.quiet)
@@ -142,8 +143,9 @@ def cmd_demo(args) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="learn the speaker's lips from a prepared project")
     p.add_argument("--project", required=True, help="a folder made by `speech2lip prepare`")
-    p.add_argument("--preset", choices=("quick", "standard"), default="quick",
-                   help="quick: minutes on a CPU; standard: full quality on a CUDA GPU")
+    p.add_argument("--preset", choices=("quick", "standard"),
+                   help="quick (the default): minutes on a CPU; standard: full quality on a CUDA GPU; "
+                        "--resume keeps the interrupted run's settings")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--minutes", type=float, help="train for this many minutes")
     budget.add_argument("--steps", type=int, help="train for this many steps")

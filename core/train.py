@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from . import audio as A
 from .checkpoint import build_model, latest_path, load_checkpoint, mean_mouth, save_checkpoint
 from .config import EngineConfig, preset as make_preset
-from .errors import ProjectError, UserError
+from .errors import CheckpointError, ProjectError, UserError
 from .jobs import Cancelled, CancelToken, Progress, ProgressFn, ensure_token, no_progress
 from .losses import Reconstruction, psnr
 from .model import continuous_sample, crop_images
@@ -259,13 +259,13 @@ class Budget:
         return self.fraction(step, elapsed) >= 1.0
 
 
-def train(project_dir: Path | str, preset: str = "quick", steps: Optional[int] = None,
+def train(project_dir: Path | str, preset: Optional[str] = "quick", steps: Optional[int] = None,
           minutes: Optional[float] = None, device: str = "auto", resume: bool = False,
           progress: ProgressFn = no_progress, cancel: Optional[CancelToken] = None,
           config: Optional[EngineConfig] = None, sync_expert: Optional[Path | str] = None) -> dict[str, Any]:
     """Train the project's model; returns final figures (held-out mouth PSNR, baseline, steps, ...).
 
-    preset: 'quick' or 'standard' (config overrides it); steps/minutes: the budget (both: whichever
+    preset: 'quick' or 'standard' (config overrides it; None: quick, or on resume the saved one); steps/minutes: the budget (both: whichever
     ends first); resume: continue from checkpoints/latest.pt at its exact step; sync_expert: a
     pretrained expert file for the sync stage instead of training one on the clip.
     """
@@ -274,8 +274,17 @@ def train(project_dir: Path | str, preset: str = "quick", steps: Optional[int] =
     sync_expert = Path(sync_expert) if sync_expert is not None else None
     if steps is not None and steps < 1 or minutes is not None and minutes <= 0:
         raise UserError("the training budget must be positive (--steps N or --minutes M).")
-    cfg = config or make_preset(preset)
+    cfg = config or make_preset(preset or "quick")
     dev = pick_device(device)
+    ckpt = None
+    if resume and latest_path(project).is_file():
+        ckpt = load_checkpoint(latest_path(project), project, config, map_location=dev)
+        if config is None:
+            if preset is not None and ckpt["config"].preset != preset:
+                raise CheckpointError(f"the interrupted training of {project.root} used the "
+                                      f"{ckpt['config'].preset!r} preset; resume it with that preset, "
+                                      f"or start a new training with {preset!r}.")
+            cfg = ckpt["config"]        # resume rebuilds what was saved, whatever the preset's defaults now
     torch.manual_seed(cfg.train.seed)
     data = ClipData(project, cfg, dev)
     model = build_model(cfg, project).to(dev)
@@ -290,8 +299,7 @@ def train(project_dir: Path | str, preset: str = "quick", steps: Optional[int] =
     gen = torch.Generator().manual_seed(cfg.train.seed)
     step, elapsed, history = 0, 0.0, []
 
-    if resume and latest_path(project).is_file():
-        ckpt = load_checkpoint(latest_path(project), project, cfg, map_location=dev)
+    if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         scaler.load_state_dict(ckpt.get("scaler", {}))
@@ -390,7 +398,6 @@ def train(project_dir: Path | str, preset: str = "quick", steps: Optional[int] =
 def _load_expert(sync, project: Project, dev: torch.device, progress: ProgressFn, cancel: CancelToken,
                  path: Optional[Path] = None, minutes: Optional[float] = None):
     """The frozen sync expert: a given file, the project's saved one, or one trained now on the clip."""
-    from .errors import CheckpointError
 
     saved = project.checkpoints / "sync_expert.pt"
     if path is not None:

@@ -92,8 +92,17 @@ def test_cancel_then_resume_reproduces_steps_and_losses(project_copy, tmp_path):
     np.testing.assert_allclose([b[i] for i in range(stop + 1, n + 1)], [a[i] for i in range(stop + 1, n + 1)],
                                rtol=1e-5)
 
+    # Explicit settings must match the saved ones; without them, resuming rebuilds the saved
+    # settings (here the tiny config, not the quick preset's defaults) and refuses another preset.
+    from speech2lip.core.config import preset
+
     with pytest.raises(CheckpointError, match="different settings"):
+        train(project_copy, config=preset("quick"), steps=n + 1, device="cpu", resume=True)
+    with pytest.raises(CheckpointError, match="used the 'quick' preset; resume it with that preset"):
         train(project_copy, preset="standard", steps=n + 1, device="cpu", resume=True)
+    assert train(project_copy, preset="quick", steps=n + 1, device="cpu", resume=True)["steps"] == n + 1
+    saved = load_checkpoint(project.checkpoints / "latest.pt", project)["config"]
+    assert saved.train.batch == cfg.train.batch != preset("quick").train.batch
 
 
 def test_kill_9_during_training_then_resume(project_copy):
