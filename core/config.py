@@ -67,7 +67,7 @@ class TrainConfig:
     w_lpips: float = 0.01             # used only when LPIPS weights are already on disk
     w_face: float = 1.0
     w_depth: float = 1.0
-    w_sync: float = 0.01
+    w_sync: float = 0.002             # at 0.01 the weak on-clip expert beat reconstruction (bench/sync.py)
     sync: bool = True                 # train a sync expert on the clip for the sync stage (core.sync);
                                       # a saved or given expert enables the stage even when False
     sync_negatives: int = 4
