@@ -265,8 +265,9 @@ def train(project_dir: Path | str, preset: Optional[str] = "quick", steps: Optio
           config: Optional[EngineConfig] = None, sync_expert: Optional[Path | str] = None) -> dict[str, Any]:
     """Train the project's model; returns final figures (held-out mouth PSNR, baseline, steps, ...).
 
-    preset: 'quick' or 'standard' (config overrides it; None: quick, or on resume the saved one); steps/minutes: the budget (both: whichever
-    ends first); resume: continue from checkpoints/latest.pt at its exact step; sync_expert: a
+    preset: 'quick' or 'standard' (config overrides it; None: quick, or on resume the saved run's);
+    steps/minutes: the budget (both: whichever ends first); resume: continue from
+    checkpoints/latest.pt at its exact step, with the settings saved in it; sync_expert: a
     pretrained expert file for the sync stage instead of training one on the clip.
     """
     cancel = ensure_token(cancel)
@@ -398,7 +399,6 @@ def train(project_dir: Path | str, preset: Optional[str] = "quick", steps: Optio
 def _load_expert(sync, project: Project, dev: torch.device, progress: ProgressFn, cancel: CancelToken,
                  path: Optional[Path] = None, minutes: Optional[float] = None):
     """The frozen sync expert: a given file, the project's saved one, or one trained now on the clip."""
-
     saved = project.checkpoints / "sync_expert.pt"
     if path is not None:
         return sync.load_sync_expert(path, device=dev)
