@@ -178,8 +178,8 @@ def hline() -> QFrame:
     return line
 
 
-def vbox(*widgets, spacing: int = 8, margins: int = 0) -> QVBoxLayout:
-    lay = QVBoxLayout()
+def _box(lay, widgets, spacing: int, margins: int):
+    """Fill a box layout: widgets and layouts in order, None for a stretch."""
     lay.setSpacing(spacing)
     lay.setContentsMargins(margins, margins, margins, margins)
     for w in widgets:
@@ -190,17 +190,11 @@ def vbox(*widgets, spacing: int = 8, margins: int = 0) -> QVBoxLayout:
         else:
             lay.addLayout(w)
     return lay
+
+
+def vbox(*widgets, spacing: int = 8, margins: int = 0) -> QVBoxLayout:
+    return _box(QVBoxLayout(), widgets, spacing, margins)
 
 
 def hbox(*widgets, spacing: int = 8, margins: int = 0) -> QHBoxLayout:
-    lay = QHBoxLayout()
-    lay.setSpacing(spacing)
-    lay.setContentsMargins(margins, margins, margins, margins)
-    for w in widgets:
-        if isinstance(w, QWidget):
-            lay.addWidget(w)
-        elif w is None:
-            lay.addStretch(1)
-        else:
-            lay.addLayout(w)
-    return lay
+    return _box(QHBoxLayout(), widgets, spacing, margins)

@@ -354,6 +354,17 @@ class Speech2Lip(nn.Module):
         oy = (obs[:, 1] - rh / 2).round().clamp(0, self.size - rh)
         return torch.stack([ox, oy], dim=-1).long()
 
+    def blend_into(self, mouths: torch.Tensor, frames: torch.Tensor, poses: torch.Tensor):
+        """The dubbing path: paste canonical mouths into working frames (B, 3, S, S), then Blend-Net.
+
+        returns blended (B, 3, Rh, Rw), the observed region under it, the paste mask (B, 1, Rh, Rw)
+        and the region origins (B, 2)
+        """
+        origins = self.region_origin(poses)
+        region = crop_images(frames, origins, self.region)
+        comp, m = self.paste(mouths, poses, origins, region)
+        return self.blend(comp, torch.zeros_like(m), m).clamp(0, 1), region, m, origins
+
     def paste(self, mouths: torch.Tensor, poses: torch.Tensor, origins: torch.Tensor,
               frames_region: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Carry canonical mouths into observed frames with C2O and the learned depth.

@@ -19,7 +19,7 @@ from . import media
 from .checkpoint import load_model
 from .errors import MediaError, UserError
 from .jobs import CancelToken, Progress, ProgressFn, ensure_token, no_progress
-from .model import crop_images, pixel_coords
+from .model import pixel_coords
 from .project import Project
 from .train import pick_device
 
@@ -100,10 +100,7 @@ class Renderer:
         model = self.model
         frames = self._frames(bg)
         poses = self.poses[bg]
-        origins = model.region_origin(poses)
-        region = crop_images(frames, origins, model.region)
-        comp, m = model.paste(mouths, poses, origins, region)
-        out = model.blend(comp, torch.zeros_like(m), m).clamp(0, 1)
+        out, region, m, origins = model.blend_into(mouths, frames, poses)
         out = region + (out - region) * self._region_window
         crops, paste_mask = frames.clone(), torch.zeros_like(frames[:, :1])
         rh, rw = model.region

@@ -209,11 +209,7 @@ def preview(model, data: ClipData, i: int) -> dict[str, np.ndarray]:
     gen = render_mouths(model, data.windows(idx), data.times(idx))
     real = data.mouths(idx, gen.shape[-2:])
     frame = data.image(idx)
-    poses = data.poses[idx]
-    origins = model.region_origin(poses)
-    region = crop_images(frame, origins, model.region)
-    comp, m = model.paste(gen, poses, origins, region)
-    out = model.blend(comp, torch.zeros_like(m), m).clamp(0, 1)
+    out, _, _, origins = model.blend_into(gen, frame, data.poses[idx])
     full = frame.clone()
     ox, oy = (int(v) for v in origins[0])
     full[:, :, oy:oy + model.region[0], ox:ox + model.region[1]] = out
