@@ -16,8 +16,9 @@ Regions (chosen so that every method is compared on the same pixels):
 - face: the whole S x S working crop.
 - LMD: the 40 lip landmarks of faces.LIPS, tracked by faces.FaceTracker on the
   method's crops and on the real crops, over the real inter-ocular distance.
-- sync: metrics.av_offset of the tracked lip opening against the clip's speech,
-  minus the offset of the real training frames (articulation leads sound by a
+- sync: avsync.SyncProbe, fitted on the real training frames, reads speech energy
+  from the tracked lip shape; its cross-correlation with the driving speech gives
+  the offset relative to the speaker's own lead (articulation leads sound by a
   speaker-dependent 1-5 frames), so well-synced video reads 0.
 
 With `audio`, the cross-identity test (paper Testset III): the model and the
@@ -34,6 +35,7 @@ from typing import Any, Optional
 import numpy as np
 
 from . import metrics as M
+from .avsync import SyncProbe, chance_confidence, fit_probe
 from .errors import UserError
 from .jobs import CancelToken, Progress, ProgressFn, ensure_token, no_progress
 from .project import Project
@@ -124,36 +126,41 @@ def read_speech(project: Project) -> np.ndarray:
     return read_audio(path)
 
 
-def calibrate(project: Project, wave: np.ndarray) -> M.Sync:
-    """Offset of the real training frames: the speaker's own articulation lead.
+def calibrate(project: Project, wave: np.ndarray) -> SyncProbe:
+    """The sync probe of the real training frames: the speaker's own lead and lip-to-speech read-out.
 
     Uses the prepared (time-smoothed) landmarks; evaluated tracks are smoothed the
-    same way by opening(), so their motion is on the same scale.
+    same way by smoothed(), so their motion is on the same scale.
     """
+    lm, env = _training_tracks(project, wave)
+    return fit_probe(lm, env)
+
+
+def chance_level(project: Project, wave: np.ndarray, n: int, probe: SyncProbe) -> float:
+    """av_confidence that n frames reach by chance on this clip (see avsync.chance_confidence)."""
+    lm, env = _training_tracks(project, wave)
+    return chance_confidence(probe, lm, env, n)
+
+
+def _training_tracks(project: Project, wave: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     from .audio import frame_times
 
     n = project.n_train
     lm = np.asarray(project.array("landmarks")[:n], np.float64)
-    env = M.speech_envelope(wave, 16000, frame_times(n, project.fps))
-    return M.av_offset(M.lip_opening(lm), env)
+    return lm, M.speech_envelope(wave, 16000, frame_times(n, project.fps))
 
 
-def chance_level(project: Project, wave: np.ndarray, n: int, motion_scale: float) -> float:
-    """av_confidence that n frames reach by chance on this clip (see metrics.chance_confidence)."""
-    from .audio import frame_times
+def smoothed(landmarks: np.ndarray) -> np.ndarray:
+    """Freshly tracked landmarks smoothed over time as prepare smooths them."""
+    from .faces import smooth_tracks
 
-    m = project.n_train
-    lm = np.asarray(project.array("landmarks")[:m], np.float64)
-    env = M.speech_envelope(wave, 16000, frame_times(m, project.fps))
-    return M.chance_confidence(M.lip_opening(lm), env, n, motion_scale)
+    ok = np.isfinite(landmarks).all(axis=(1, 2))
+    return smooth_tracks(landmarks, ok)
 
 
 def opening(landmarks: np.ndarray) -> np.ndarray:
     """(N,) lip opening of freshly tracked landmarks, smoothed over time as prepare smooths them."""
-    from .faces import smooth_tracks
-
-    ok = np.isfinite(landmarks).all(axis=(1, 2))
-    return M.lip_opening(smooth_tracks(landmarks, ok))
+    return M.lip_opening(smoothed(landmarks))
 
 
 def lip_view_box(landmarks: np.ndarray, size: int) -> tuple[int, int, int]:
@@ -208,7 +215,7 @@ class Scores:
     results: dict[str, dict[str, float]]        # method -> metric -> value
     landmarks: dict[str, np.ndarray]            # method -> (N, 478, 3) tracked on its crops
     syncs: dict[str, M.Sync]
-    calibration: M.Sync
+    calibration: SyncProbe
     chance: float                               # av_confidence reached by chance at this length
     envelope: np.ndarray                        # (M, bands) speech energy at env_times
 
@@ -229,7 +236,7 @@ def score(project: Project, idx: np.ndarray, crops: dict[str, np.ndarray], speec
     progress(Progress("calibrate", 0, 1, "measuring the speaker's own sync on the training frames"))
     wave = read_speech(project)
     calib = calibrate(project, wave)
-    chance = chance_level(project, wave, len(idx), calib.motion_std)
+    chance = chance_level(project, wave, len(idx), calib)
     env = M.speech_envelope(speech, 16000, env_times)
     lms: dict[str, np.ndarray] = {}
     syncs: dict[str, M.Sync] = {}
@@ -237,9 +244,8 @@ def score(project: Project, idx: np.ndarray, crops: dict[str, np.ndarray], speec
     for k, name in enumerate(crops):
         progress(Progress("track", k, len(crops), name))
         lms[name] = track(crops[name], cancel)
-        syncs[name] = M.av_offset(opening(lms[name]), env, envelope_start=env_start,
-                                  motion_scale=calib.motion_std, centre=calib.offset)
-        results[name] = {"av_offset_frames": int(syncs[name].offset - calib.offset),
+        syncs[name] = calib.offset(smoothed(lms[name]), env, envelope_start=env_start)
+        results[name] = {"av_offset_frames": int(syncs[name].offset),
                          "av_confidence": float(syncs[name].confidence)}
     if "real" not in crops:
         return Scores(results, lms, syncs, calib, chance, env)
@@ -344,7 +350,7 @@ def evaluate(project_dir: Path | str, checkpoint: Optional[Path | str] = None,
                     strips={k: v[at, y0:y0 + side, x0:x0 + side] for k, v in crops.items()},
                     openings={k: opening(v) for k, v in lms.items()},
                     envelope=sc.envelope[env_start:env_start + len(idx)].mean(axis=1),
-                    sync_curves={k: (s.lags - calib.offset, s.curve) for k, s in sc.syncs.items()},
+                    sync_curves={k: (s.lags, s.curve) for k, s in sc.syncs.items()},
                     history=_history(project))
     info = renderer_info(renderer, project, checkpoint)
     report: dict[str, Any] = {
@@ -354,8 +360,8 @@ def evaluate(project_dir: Path | str, checkpoint: Optional[Path | str] = None,
         "audio": str(audio) if audio else None,
         "frames": {"evaluated": int(len(idx)), "first": int(idx[0]), "n_train": n_train, "n_frames": n_all,
                    "fps": fps},
-        "calibration": {"train_offset_frames": int(calib.offset), "confidence": float(calib.confidence),
-                        "frames": n_train, "motion_std": float(calib.motion_std),
+        "calibration": {"train_offset_frames": int(calib.lead), "confidence": float(calib.lead_confidence),
+                        "frames": n_train, "probe_std": [float(x) for x in calib.scale],
                         "chance_confidence": sc.chance},
         "methods": sc.results,
         "regions": {
@@ -364,7 +370,8 @@ def evaluate(project_dir: Path | str, checkpoint: Optional[Path | str] = None,
             "face": f"working crop {project.size}x{project.size}",
             "cpbd": "canonical mouth box",
             "lmd": "40 MediaPipe lip landmarks over real inter-ocular distance",
-            "sync": "lip opening vs speech energy, offset relative to the real training frames",
+            "sync": "speech energy read from lip shape by a probe fitted on the real training frames, "
+                    "cross-correlated with the driving speech; 0 is the speaker's own lead",
         },
     }
     progress(Progress("report", 0, 1, "writing the report"))

@@ -7,9 +7,9 @@ shaped (...) so a batch gives one value per frame.
 - ssim: Wang et al. 2004 (Gaussian window 11, sigma 1.5), averaged over RGB channels.
 - cpbd: no-reference sharpness, Narvekar & Karam, IEEE TIP 20(9) 2011 (see cpbd()).
 - lmd: mean distance of mouth landmarks over inter-ocular distance.
-- av_offset: audio-visual offset by cross-correlating lip motion with the speech
-  envelope. It shares nothing with the training sync expert: no learned weights,
-  no mel features, only landmarks and the raw waveform.
+- av_offset: audio-visual offset by cross-correlating lip opening with the speech
+  envelope, from landmarks and the raw waveform only; avsync builds the evaluation's
+  sync estimator on it.
 """
 from __future__ import annotations
 
@@ -307,20 +307,15 @@ def _motion(x: np.ndarray) -> np.ndarray:
 
 
 def av_offset(opening: np.ndarray, envelope: np.ndarray, max_lag: int = MAX_LAG,
-              envelope_start: int = 0, motion_scale: float | None = None, centre: int = 0) -> Sync:
+              envelope_start: int = 0) -> Sync:
     """Offset between lip motion and speech energy, by normalised cross-correlation.
 
     opening: (N,) lip_opening of N consecutive video frames.
     envelope: (M, B) or (M,) speech_envelope at frame times; row envelope_start
     belongs to video frame 0, so audio around a short video can widen the overlap.
     The correlation at lag k pairs video frame t with audio at frame t + k; the
-    curve is the mean over bands.
-    motion_scale: the real speaker's motion_std. Given, the video side is divided
-    by it instead of by its own spread, so a nearly still mouth whose small jitter
-    happens to follow the speech (jaw motion around a pasted static mouth) scores
-    low confidence instead of a real speaker's; the offset is unchanged.
-    centre: the lags searched are centre +- max_lag (the speaker's calibrated
-    offset, so relative offsets span +-max_lag).
+    curve is the mean over bands. On a speaker's real frames the offset is their
+    articulation lead, which avsync.fit_probe calibrates against.
     """
     v = _motion(opening)
     env = np.asarray(envelope, dtype=np.float64)
@@ -328,7 +323,7 @@ def av_offset(opening: np.ndarray, envelope: np.ndarray, max_lag: int = MAX_LAG,
     a = _motion(env)                                                    # (M, B)
     n, m = v.size, a.shape[0]
     max_lag = int(min(max_lag, max(n // 3, 1)))
-    lags = int(centre) + np.arange(-max_lag, max_lag + 1)
+    lags = np.arange(-max_lag, max_lag + 1)
     curve = np.zeros(lags.size)
     for i, k in enumerate(lags):
         t0 = max(0, -k - envelope_start)
@@ -336,36 +331,12 @@ def av_offset(opening: np.ndarray, envelope: np.ndarray, max_lag: int = MAX_LAG,
         if t1 - t0 < 3:
             continue
         seg = a[t0 + k + envelope_start: t1 + k + envelope_start]
-        curve[i] = np.mean([_ncc(v[t0:t1], seg[:, j], motion_scale) for j in range(a.shape[1])])
+        curve[i] = np.mean([_ncc(v[t0:t1], seg[:, j]) for j in range(a.shape[1])])
     best = int(np.argmax(curve))
     peak = float(curve[best])
     conf = peak - float(np.median(curve))
     return Sync(offset=int(lags[best]), confidence=conf, peak=peak, lags=lags, curve=curve,
                 motion_std=float(v.std()))
-
-
-def chance_confidence(opening: np.ndarray, envelope: np.ndarray, n: int, motion_scale: float | None = None,
-                      trials: int = 48, quantile: float = 0.9, seed: int = 0) -> float:
-    """Confidence that n frames of unrelated lips and speech reach by chance.
-
-    Pairs n-frame windows of `opening` with windows of `envelope` (same clip, same
-    length M, read circularly) at least 60 frames (2 s) away, and returns the
-    `quantile` of av_offset's confidence over `trials` pairs. Short windows need a
-    clear margin over it: on the test clips it is about 0.45 at 60 frames, 0.35 at
-    90 and 0.2 at 300.
-    """
-    m = min(len(opening), len(envelope))
-    gap = 60
-    if m < max(n, 2 * gap + 1):
-        return float("nan")
-    rng = np.random.default_rng(seed)
-    env = np.asarray(envelope)[:m]
-    conf = []
-    for _ in range(trials):
-        s = int(rng.integers(0, m - n + 1))
-        e = s + int(rng.integers(gap, m - gap + 1))
-        conf.append(av_offset(opening[s:s + n], env[(e + np.arange(n)) % m], motion_scale=motion_scale).confidence)
-    return float(np.quantile(conf, quantile))
 
 
 def _ncc(x: np.ndarray, y: np.ndarray, x_scale: float | None = None) -> float:

@@ -242,8 +242,9 @@ def render_html(report: dict[str, Any], figures: dict[str, bytes]) -> str:
         ("driving audio", report.get("audio") if cross else "the clip's own held-out speech"),
         ("frames", f"{fr.get('evaluated')} from frame {fr.get('first')} at {fr.get('fps')} fps "
                    f"({fr.get('n_train')} of {fr.get('n_frames')} used for training)"),
-        ("sync calibration", f"real training frames at {cal.get('train_offset_frames'):+d} frames "
-                             f"(confidence {cal.get('confidence', 0):.2f}); offsets below are relative to it"
+        ("sync calibration", f"the speaker's lips lead the sound by {cal.get('train_offset_frames'):+d} frames on "
+                             f"the real training frames (confidence {cal.get('confidence', 0):.2f}); "
+                             f"offsets below are relative to that"
          if isinstance(cal.get("train_offset_frames"), int) else "–"),
     ]
     regions = report.get("regions", {})
@@ -273,8 +274,8 @@ img {{ max-width: 100%; display: block; margin: 0.5em 0 1.5em; }} .note {{ color
 <table><thead><tr><th>method</th>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>
 <p class="note">Bold: best method other than the real frames. Mouth region: {html.escape(str(regions.get('mouth', '')))}.
 CPBD on the {html.escape(str(regions.get('cpbd', '')))}. LMD: {html.escape(str(regions.get('lmd', '')))}.
-AV offset: {html.escape(str(regions.get('sync', '')))}; 0 is in sync. AV confidence: how strongly lip motion
-follows the speech, in units of the speaker's own motion; {html.escape(chance)}</p>
+AV offset: {html.escape(str(regions.get('sync', '')))}; 0 is in sync. AV confidence: how strongly the speech read
+from the lips follows the speech heard, in units of the speaker's own; {html.escape(chance)}</p>
 <h2>Frames at the same moments</h2>{img('strips.png', 'frame strips')}
 <h2>Lip opening and speech</h2>{img('opening.png', 'lip opening curves')}
 <h2>Sync correlation by lag</h2>{img('sync.png', 'sync curves')}
