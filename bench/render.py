@@ -6,7 +6,8 @@ Without --project it prepares ../shared/media/obama_address_a.mp4 at each size
 into a temporary folder. Speed does not depend on what the weights learned, so
 an untrained checkpoint (one training step) is rendered. Prints, per size and
 batch: the whole crop path (mouth + C2O paste + Blend-Net), the mouth alone,
-compositing into the full-resolution frame, and with pose control (+10 deg yaw).
+compositing into the full-resolution frame, with pose control (+10 deg yaw), and
+what pose control costs (plain time over posed time; the target is at most 1.5x).
 """
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ def timed(fn, n_frames: int, min_seconds: float = 3.0, dev=None) -> float:
     return frames / (time.perf_counter() - t0)
 
 
-def bench(project_dir: Path, batches: list[int], device: str, seconds: float) -> list[dict]:
+def bench(project_dir: Path, batches: list[int], device: str, seconds: float, runs: int = 5) -> list[dict]:
     ensure_trained(project_dir, device)
     r = Renderer(project_dir, device=device)
     p = r.project
@@ -62,14 +63,19 @@ def bench(project_dir: Path, batches: list[int], device: str, seconds: float) ->
         wins = A.mel_windows(mel, A.frame_times(p.n_frames, p.fps)[bg])
         yaw = np.tile([[10.0, 0.0, 0.0]], (b, 1))
         crops = r.render_crops(wins, bg)
-        row = {"size": p.size, "batch": b,
-               "crops_fps": timed(lambda: r.render_crops(wins, bg), b, seconds, r.device),
-               "mouth_fps": timed(lambda: r.mouths(wins, bg), b, seconds, r.device),
-               "composite_fps": timed(lambda: r.composite_full(crops, bg), b, seconds, r.device),
-               "pose_fps": timed(lambda: r.render_crops(wins, bg, yaw), b, seconds, r.device)}
+        jobs = {"crops_fps": lambda: r.render_crops(wins, bg), "pose_fps": lambda: r.render_crops(wins, bg, yaw),
+                "mouth_fps": lambda: r.mouths(wins, bg), "composite_fps": lambda: r.composite_full(crops, bg)}
+        # Runs interleave the measurements, so a slow spell of the machine hits all of them alike;
+        # the pose cost is the median of each run's posed-over-plain ratio (timed back to back).
+        seen: dict[str, list[float]] = {k: [] for k in jobs}
+        for _ in range(runs):
+            for k, fn in jobs.items():
+                seen[k].append(timed(fn, b, seconds, r.device))
+        row = {"size": p.size, "batch": b, **{k: float(np.median(v)) for k, v in seen.items()}}
+        row["pose_cost"] = float(np.median(np.array(seen["crops_fps"]) / np.array(seen["pose_fps"])))
         rows.append(row)
         print(f"{row['size']:5d} {b:6d} {row['crops_fps']:10.1f} {row['mouth_fps']:10.1f} "
-              f"{row['composite_fps']:10.1f} {row['pose_fps']:10.1f}", flush=True)
+              f"{row['composite_fps']:10.1f} {row['pose_fps']:10.1f} {row['pose_cost']:9.2f}x", flush=True)
     return rows
 
 
@@ -80,6 +86,7 @@ def main(argv=None) -> int:
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 4, 8, 16])
     ap.add_argument("--device", default="auto")
     ap.add_argument("--seconds", type=float, default=3.0, help="timing per measurement")
+    ap.add_argument("--runs", type=int, default=5, help="measurements per figure; the median is printed")
     ap.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     args = ap.parse_args(argv)
     if args.threads:
@@ -88,7 +95,8 @@ def main(argv=None) -> int:
 
     dev = pick_device(args.device)
     print(f"device {dev} ({torch.get_num_threads()} CPU threads)")
-    print(" size  batch  crops/s    mouths/s   composite/s  pose+10deg/s")
+    print(f"medians of {args.runs} runs")
+    print(" size  batch  crops/s    mouths/s   composite/s  pose+10deg/s  pose cost")
     with tempfile.TemporaryDirectory() as tmp:
         projects = [args.project] if args.project else []
         if not args.project:
@@ -97,7 +105,7 @@ def main(argv=None) -> int:
             for s in args.sizes:
                 projects.append(prepare(CLIP, Path(tmp) / f"p{s}", size=s).root)
         for pd in projects:
-            bench(Path(pd), args.batches, args.device, args.seconds)
+            bench(Path(pd), args.batches, args.device, args.seconds, args.runs)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS {rss:.0f} MB")
     if dev.type == "cuda":

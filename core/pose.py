@@ -1,7 +1,7 @@
 """Pose control (paper §4.3, "Pose Controllable Synthesis"): turn the head of any frame.
 
 A user gives yaw, pitch and roll offsets in degrees, constant or as keyframes
-(PoseTrack). repose() forward-warps the head of each composite crop into the
+(PoseTrack). turn_heads() forward-warps the head of each composite crop into the
 offset pose with the learned canonical depth (Gamem's) and reports the
 disoccluded pixels, which Blend-Net then fills.
 
@@ -17,13 +17,14 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .errors import UserError
-from .warp import o2c_grid, pixel_centres, sample
+from .warp import o2c_grid, pixel_centres
 
 YAW_LIMIT = 20.0
 PITCH_LIMIT = 15.0
@@ -233,52 +234,145 @@ def _splat(values: torch.Tensor, xy: torch.Tensor, z: torch.Tensor, weight: torc
     values: (B, C, P) to splat; xy: (B, P, 2) target pixel coords; z: (B, P) depth
     (smaller is nearer); weight: (B, P) per-point weight (0 drops a point).
     returns splatted values (B, C, size*size) normalised, and coverage (B, size*size)
+    The four corners of every point go in one scatter: the grid is small, so the
+    cost is the number of tensor ops, not their size.
     """
     b, c, p = values.shape
-    g = xy - 0.5                                                            # to integer-centred
-    x0, y0 = torch.floor(g[..., 0]), torch.floor(g[..., 1])
-    corners = []
-    for dx in (0, 1):
-        for dy in (0, 1):
-            xi, yi = x0 + dx, y0 + dy
-            bw = (1 - (g[..., 0] - xi).abs()) * (1 - (g[..., 1] - yi).abs()) * weight   # (B, P)
-            ok = (xi >= 0) & (xi < size) & (yi >= 0) & (yi < size) & (bw > 0)
-            idx = (yi.clamp(0, size - 1) * size + xi.clamp(0, size - 1)).long()
-            corners.append((idx, torch.where(ok, bw, torch.zeros_like(bw)), ok))
+    gx, gy = xy[..., 0] - 0.5, xy[..., 1] - 0.5                             # to integer-centred
+    x0, y0 = torch.floor(gx), torch.floor(gy)
+    fx, fy = gx - x0, gy - y0
+    # Corners stacked on dim 1, (B, 4, P): whole rows copy, where the last dim would interleave.
+    cx = torch.stack([x0, x0 + 1, x0, x0 + 1], dim=1)
+    cy = torch.stack([y0, y0, y0 + 1, y0 + 1], dim=1)
+    gx, gy = 1 - fx, 1 - fy
+    bw = torch.stack([gx * gy, fx * gy, gx * fy, fx * fy], dim=1) * weight[:, None]
+    ok = (cx >= 0) & (cx < size) & (cy >= 0) & (cy < size) & (bw > 0)
+    idx = (cy.clamp(0, size - 1) * size + cx.clamp(0, size - 1)).long().view(b, 4 * p)
+    bw = (bw * ok).view(b, 4 * p)
+    ok = ok.view(b, 4 * p)
+    zc = z[:, None].expand(b, 4, p).reshape(b, 4 * p)
     # Pass 1, a hard z-buffer: the nearest depth landing on each pixel.
     zbuf = z.new_full((b, size * size), float("inf"))
-    for idx, _, ok in corners:
-        zbuf.scatter_reduce_(1, idx, torch.where(ok, z, torch.full_like(z, float("inf"))), "amin")
+    zbuf.scatter_reduce_(1, idx, zc.masked_fill(~ok, float("inf")), "amin")
     # Pass 2, soft splatting relative to it: surfaces within a few px blend, hidden ones vanish.
+    zrel = (zc - zbuf.gather(1, idx)).clamp(min=0, max=50)
+    w = bw * torch.exp(-zrel / Z_SOFTNESS)
+    vals = values[:, :, None].expand(b, c, 4, p).reshape(b, c, 4 * p)
+    src = torch.cat([vals * w[:, None], w[:, None], (bw * (zrel < 3 * Z_SOFTNESS))[:, None]], dim=1)
     acc = values.new_zeros(b, c + 2, size * size)
-    for idx, bw, ok in corners:
-        zrel = (z - zbuf.gather(1, idx)).clamp(min=0, max=50)
-        w = bw * torch.exp(-zrel / Z_SOFTNESS)
-        src = torch.cat([values * w[:, None], w[:, None], (bw * (zrel < 3 * Z_SOFTNESS))[:, None]], dim=1)
-        acc.scatter_add_(2, idx[:, None].expand(b, c + 2, p), src)
+    acc.scatter_add_(2, idx[:, None].expand(b, c + 2, 4 * p), src)
     out = acc[:, :c] / acc[:, c:c + 1].clamp(min=1e-12)
     return out, acc[:, c + 1]
+
+
+def _box(x: torch.Tensor, r: int) -> torch.Tensor:
+    """(B, C, H, W) sums over (2r+1)^2 windows, zero outside; by cumulative sums, since
+    torch's CPU pooling costs a millisecond even on the coarse grid."""
+    k = 2 * r + 1
+    c = F.pad(x, (r + 1, r, r + 1, r)).cumsum(-1).cumsum(-2)
+    return c[..., k:, k:] - c[..., :-k, k:] - c[..., k:, :-k] + c[..., :-k, :-k]
+
+
+def _box_mean(x: torch.Tensor, r: int) -> torch.Tensor:
+    """Mean over the (2r+1)^2 window's pixels inside the image (avg_pool2d, count_include_pad=False)."""
+    return _box(x, r) / _box(torch.ones_like(x[:1, :1]), r)
 
 
 def _falloff(head: torch.Tensor, r: int) -> torch.Tensor:
     """(B, g, g) weight of the turn: 1 on the head, easing to 0 over about 2r cells outside it."""
     core = (head > 0.5).to(head.dtype)[:, None]
-    grown = F.max_pool2d(core, 2 * r + 1, 1, r)
-    ramp = F.avg_pool2d(grown, 2 * r + 1, 1, r, count_include_pad=False)
+    grown = (_box(core, r) > 0.5).to(head.dtype)                           # dilated by r cells
+    ramp = _box_mean(grown, r)
     return torch.maximum(core, ramp)[:, 0]
+
+
+@dataclass
+class HeadGrid:
+    """The canonical head on the warp's coarse grid. Fixed once Gamem is trained: build it once."""
+
+    size: int               # working crop side S
+    f: int                  # crop pixels per grid cell
+    depth: torch.Tensor     # (g, g) canonical depth, in grid units
+    mask: torch.Tensor      # (g, g) soft head mask
+    pivot: torch.Tensor     # (3,) head centre, in grid units
+    points: torch.Tensor    # (g, g, 3) canonical surface points (cell centre, depth)
+
+
+def head_grid(depth: torch.Tensor, head_mask: torch.Tensor, dtype=torch.float32) -> HeadGrid:
+    """HeadGrid of Gamem's (S, S) canonical depth and head mask: pixel units shrink by f."""
+    s = depth.shape[-1]
+    f = max(1, s // GEOMETRY_SIDE)
+    depth_g = F.avg_pool2d(depth.detach().to(dtype)[None, None], f)[0, 0] / f
+    mask_g = F.avg_pool2d(head_mask.detach().to(dtype)[None, None], f)[0, 0]
+    uv = pixel_centres(s // f, s // f, depth.device, dtype)
+    return HeadGrid(size=s, f=f, depth=depth_g, mask=mask_g, pivot=head_pivot(depth_g, mask_g),
+                    points=torch.cat([uv, depth_g[..., None]], dim=-1))
+
+
+@dataclass
+class Turn:
+    """Where each pixel of the turned crops comes from: built by turn_heads, applied by warp().
+
+    Only the crops `moving` change, and only inside `box`; there each pixel samples
+    `grid` (grid_sample units), except `hole` pixels, which nothing landed on.
+    """
+
+    batch: int
+    size: int
+    moving: torch.Tensor    # (n,) indices of the crops that turn
+    box: tuple[slice, slice]
+    grid: torch.Tensor      # (n, h, w, 2)
+    hole: torch.Tensor      # (n, 1, h, w) bool
+
+    def warp(self, images: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+        """(B, C, S, S) images (the crops, or channels that move with them) turned; holes are 0.
+
+        inplace: write into `images` (and return it) instead of a copy.
+        """
+        every = len(self.moving) == self.batch
+        src = images if every else images[self.moving]
+        turned = F.grid_sample(src, self.grid, padding_mode="border", align_corners=False).masked_fill_(self.hole, 0)
+        out = images if inplace else images.clone()
+        if every:
+            out[(slice(None), slice(None), *self.box)] = turned
+        else:
+            part = src.clone()
+            part[(slice(None), slice(None), *self.box)] = turned
+            out[self.moving] = part
+        return out
+
+    @property
+    def any_hole(self) -> bool:
+        return bool(self.hole.any())
+
+    def holes(self) -> torch.Tensor:
+        """(B, 1, S, S) in {0, 1}: the disoccluded pixels Blend-Net must fill."""
+        holes = self.grid.new_zeros(self.batch, 1, self.size, self.size)
+        part = holes[self.moving]
+        part[(slice(None), slice(None), *self.box)] = self.hole.to(holes.dtype)
+        holes[self.moving] = part
+        return holes
 
 
 def repose(crops: torch.Tensor, depth: torch.Tensor, head_mask: torch.Tensor, poses: torch.Tensor,
            offsets_deg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Turn the head in each crop by its yaw/pitch/roll offsets; the background stays still.
 
-    crops: (B, C, S, S) composites (RGB, optionally with extra channels such as a
-      paste mask, which move with the head)
+    crops: (B, C, S, S) composites (RGB, optionally with channels that move with the head)
     depth, head_mask: (S, S) canonical depth (Gamem's learned one) and soft head mask
-    poses: (B, 3, 4) canonical -> observed pose of each crop
-    offsets_deg: (B, 3) yaw, pitch, roll
-    returns warped (B, C, S, S) with holes zeroed, and holes (B, 1, S, S) in {0, 1}:
-      pixels of the turned region that nothing landed on (disocclusions)
+    poses: (B, 3, 4) canonical -> observed pose; offsets_deg: (B, 3) yaw, pitch, roll
+    returns warped (B, C, S, S) with holes zeroed, and holes (B, 1, S, S) in {0, 1}
+    """
+    turn = turn_heads(head_grid(depth, head_mask, crops.dtype), poses, offsets_deg)
+    if turn is None:
+        return crops.clone(), crops.new_zeros(crops.shape[0], 1, *crops.shape[-2:])
+    return turn.warp(crops), turn.holes()
+
+
+def turn_heads(head: HeadGrid, poses: torch.Tensor, offsets_deg: torch.Tensor) -> Optional[Turn]:
+    """The Turn that puts each crop's head into its offset pose; None if no offset is set.
+
+    poses: (B, 3, 4) canonical -> observed pose of each crop; offsets_deg: (B, 3).
 
     Every observed head pixel gets its depth from the canonical depth carried into
     this frame's pose, turns about the head centre and is splatted, z-buffered,
@@ -290,32 +384,23 @@ def repose(crops: torch.Tensor, depth: torch.Tensor, head_mask: torch.Tensor, po
     colour is then sampled from the crop at full resolution; the geometry is
     smooth and is computed on a GEOMETRY_SIDE grid, which keeps this cheap.
     """
-    b, ch, s, _ = crops.shape
-    offsets_deg = offsets_deg.to(crops.dtype)
+    b, s, f = poses.shape[0], head.size, head.f
+    dtype, dev = head.depth.dtype, head.depth.device
+    offsets_deg = offsets_deg.to(dtype=dtype, device=dev)
     moving = (offsets_deg != 0).any(dim=1)
     if not bool(moving.any()):
-        return crops.clone(), crops.new_zeros(b, 1, s, s)
-    every = bool(moving.all())
+        return None
     idx = moving.nonzero()[:, 0]
-    cr, ps, off = (crops, poses, offsets_deg) if every else (crops[idx], poses[idx], offsets_deg[idx])
-    ps = ps.to(crops.dtype)
-    n = len(idx)
-
-    # Geometry on a coarse grid: pixel units shrink by f, so depth and translation do too.
-    f = max(1, s // GEOMETRY_SIDE)
-    g = s // f
-    depth_g = F.avg_pool2d(depth.to(crops.dtype)[None, None], f)[0, 0] / f
-    mask_g = F.avg_pool2d(head_mask.to(crops.dtype)[None, None], f)[0, 0]
+    ps, off = poses[idx].to(dtype), offsets_deg[idx]
+    n, g = len(idx), s // f
+    depth_g, mask_g, pivot = head.depth, head.mask, head.pivot
     ps_g = torch.cat([ps[:, :, :3], ps[:, :, 3:] / f], dim=2)
-    pivot = head_pivot(depth_g, mask_g)                                     # in grid units
 
     # The observed view's depth and head mask, by splatting every canonical point to where the
     # pose puts it (z-buffered: a surface hidden in this frame does not count). Outside the
     # head the background stays where it is, as in core.warp.
-    uv = pixel_centres(g, g, crops.device, crops.dtype)                     # (g, g, 2)
     obs = o2c_grid(depth_g, mask_g, ps_g)                                  # (n, g, g, 2)
-    p_can = torch.cat([uv, depth_g[..., None]], dim=-1)                     # (g, g, 3)
-    z_head = torch.einsum("bj,hwj->bhw", ps_g[:, 2, :3], p_can) + ps_g[:, 2, None, None, 3]
+    z_head = torch.einsum("bj,hwj->bhw", ps_g[:, 2, :3], head.points) + ps_g[:, 2, None, None, 3]
     z_can = mask_g * z_head + (1 - mask_g) * depth_g                        # (n, g, g)
     vals = torch.stack([z_can, mask_g.expand(n, g, g)], 1).reshape(n, 2, -1)
     zm, zcov = _splat(vals, obs.reshape(n, -1, 2), z_can.reshape(n, -1), torch.ones_like(z_can).reshape(n, -1), g)
@@ -325,22 +410,22 @@ def repose(crops: torch.Tensor, depth: torch.Tensor, head_mask: torch.Tensor, po
 
     # Turn about the observed head centre c = pose(pivot), weighted by the falloff.
     c = torch.einsum("bij,j->bi", ps_g[:, :, :3], pivot) + ps_g[:, :, 3]   # (n, 3)
-    xy = pixel_centres(g, g, crops.device, crops.dtype).expand(n, g, g, 2)
+    xy = pixel_centres(g, g, dev, dtype).expand(n, g, g, 2)
     z_obs = torch.where(seen, torch.minimum(z_obs, c[:, None, None, 2]), c[:, None, None, 2])
     p_obs = torch.cat([xy, z_obs[..., None]], dim=-1)                       # (n, g, g, 3)
     turned = torch.einsum("bij,bhwj->bhwi", rotations(off), p_obs - c[:, None, None]) + c[:, None, None]
     w = _falloff(head_obs, max(1, round(BAND * g / 2)))                     # (n, g, g)
     p_new = p_obs + w[..., None] * (turned - p_obs)
     src, cover = _splat(xy.reshape(n, -1, 2).transpose(1, 2), p_new[..., :2].reshape(n, -1, 2),
-                        p_new[..., 2].reshape(n, -1), (w > 0).reshape(n, -1).to(crops.dtype), g)
+                        p_new[..., 2].reshape(n, -1), (w > 0).reshape(n, -1).to(dtype), g)
 
     # Close cracks: cells of the turned region the splat left nearly empty (stretched
     # surface) take their neighbours' source positions; wider gaps stay holes for Blend-Net.
     src, cover = src.reshape(n, 2, g, g), cover.reshape(n, 1, g, g)
     for _ in range(CRACK_CELLS):
         need = (cover < HOLE_COVERAGE) & (w[:, None] > 0.5)
-        den = F.avg_pool2d(cover, 3, 1, 1, count_include_pad=False)
-        num = F.avg_pool2d(src * cover, 3, 1, 1, count_include_pad=False)
+        den = _box_mean(cover, 1)
+        num = _box_mean(src * cover, 1)
         src = torch.where(need & (den > 1e-3), num / den.clamp(min=1e-3), src)
         cover = torch.where(need, den, cover)
 
@@ -352,22 +437,17 @@ def repose(crops: torch.Tensor, depth: torch.Tensor, head_mask: torch.Tensor, po
     y0, y1 = max(0, int(rows.min()) - 1), min(g, int(rows.max()) + 2)
     x0, x1 = max(0, int(cols.min()) - 1), min(g, int(cols.max()) + 2)
     lo = torch.cat([(src - xy.permute(0, 3, 1, 2)) * cover, cover, w[:, None]], 1)
-    hi = F.interpolate(lo[..., y0:y1, x0:x1], scale_factor=f, mode="bilinear", align_corners=False)
-    cov, turn = hi[:, 2:3], hi[:, 3:4]
+    hi = F.interpolate(lo[..., y0:y1, x0:x1].contiguous(), scale_factor=f, mode="bilinear", align_corners=False)
+    cov = hi[:, 2:3]
     landed = cov > HOLE_COVERAGE
-    hole = (turn > 0.5) & ~landed
-    # Displacements are interpolated (smooth), then added to the full-res pixel centres.
-    disp = torch.where(landed, hi[:, :2] / cov.clamp(min=1e-6), torch.zeros_like(hi[:, :2])) * f
+    hole = (hi[:, 3:4] > 0.5) & ~landed
+    # Displacements are interpolated (smooth), then added to the full-res pixel centres,
+    # straight in grid_sample's [-1, 1] units: the box is most of the crop, so every
+    # full-resolution pass counts.
     h, wd = hi.shape[-2:]
-    grid = (pixel_centres(h, wd, crops.device, crops.dtype) + torch.tensor([x0 * f, y0 * f], dtype=crops.dtype,
-                                                                              device=crops.device))
-    box = (slice(None), slice(None), slice(y0 * f, y1 * f), slice(x0 * f, x1 * f))
-    out = cr.clone()
-    out[box] = sample(cr, grid + disp.permute(0, 2, 3, 1)).masked_fill_(hole, 0.0)
-    holes = crops.new_zeros(n, 1, s, s)
-    holes[box] = hole.to(crops.dtype)
-    if every:
-        return out, holes
-    warped, all_holes = crops.clone(), crops.new_zeros(b, 1, s, s)
-    warped[idx], all_holes[idx] = out, holes
-    return warped, all_holes
+    bx = (torch.arange(wd, device=dev, dtype=dtype) + (x0 * f + 0.5)) * (2.0 / s) - 1.0     # (w,)
+    by = (torch.arange(h, device=dev, dtype=dtype) + (y0 * f + 0.5)) * (2.0 / s) - 1.0      # (h,)
+    k = torch.where(landed, (2.0 * f / s) / cov, torch.zeros_like(cov))[:, 0]          # (n, h, w)
+    grid = torch.stack([torch.addcmul(bx, hi[:, 0], k), torch.addcmul(by[:, None], hi[:, 1], k)], dim=-1)
+    return Turn(batch=b, size=s, moving=idx, box=(slice(y0 * f, y1 * f), slice(x0 * f, x1 * f)),
+                grid=grid, hole=hole)

@@ -53,6 +53,7 @@ class Renderer:
             self._xe, self._base = self.model.lip.embed(x), self.model.lip.base(x)
         self._render_shape = (hs, ws)
         self._originals = None
+        self._head = None                                                # pose.HeadGrid, on first use
         rh, rw = self.model.region
         # Blend-Net's output fades into the untouched frame over the region's outer pixels.
         ramp = lambda n: torch.clamp(torch.minimum(torch.arange(n) + 0.5, n - torch.arange(n) - 0.5) / 6.0, 0, 1)
@@ -115,32 +116,73 @@ class Renderer:
     def _repose(self, crops: torch.Tensor, paste_mask: torch.Tensor, poses: torch.Tensor, bg: np.ndarray,
                 pose_offsets) -> torch.Tensor:
         """Pose control: splat the head into the offset pose, then Blend-Net fills the holes."""
-        off = torch.as_tensor(np.asarray(pose_offsets, np.float32).reshape(-1, 3), device=self.device)
+        off = torch.as_tensor(np.asarray(pose_offsets, np.float32).reshape(-1, 3), device=self.device).clone()
         off[torch.as_tensor(~self.has_face[bg], device=self.device)] = 0
         if not bool((off != 0).any()):
             return crops
-        from .pose import repose
+        from .pose import head_grid, turn_heads
 
-        g = self.model.gamem
-        warped, holes = repose(torch.cat([crops, paste_mask], 1), g.depth, g.head_mask, poses, off)
-        rgb, pm = warped[:, :3], warped[:, 3:4]
-        # The mouth was blended before the turn; Blend-Net now fills the holes, over their
-        # bounding box only (sides multiples of 8), and changes nothing far from a hole.
-        near = _dilate(holes, 8)
-        ys, xs = torch.nonzero(near.amax((0, 1)), as_tuple=True)
-        if len(ys) == 0:
-            out = rgb
-        else:
-            s = self.size
-            y0, x0 = int(ys.min()) // 8 * 8, int(xs.min()) // 8 * 8
-            y1, x1 = min(s, -(-(int(ys.max()) + 1) // 8) * 8), min(s, -(-(int(xs.max()) + 1) // 8) * 8)
-            win = (slice(None), slice(None), slice(y0, y1), slice(x0, x1))
-            filled = self.model.blend(rgb[win], holes[win], pm[win]).clamp(0, 1)
-            alpha = _dilate(near[win], 4, blur=True)
-            out = rgb.clone()
-            out[win] = rgb[win] + (filled - rgb[win]) * alpha
-        moving = (off != 0).any(1)
-        return torch.where(moving[:, None, None, None], out, crops)
+        if self._head is None:
+            self._head = head_grid(self.model.gamem.depth, self.model.gamem.head_mask)
+        if self.device.type == "cpu" and len(crops) > TURN_CHUNK:
+            # Most of the crop is resampled several times: chunks keep that in the CPU's cache.
+            return torch.cat([self._repose(crops[i:i + TURN_CHUNK], paste_mask[i:i + TURN_CHUNK],
+                                           poses[i:i + TURN_CHUNK], bg[i:i + TURN_CHUNK],
+                                           off[i:i + TURN_CHUNK]) for i in range(0, len(crops), TURN_CHUNK)])
+        turn = turn_heads(self._head, poses, off)
+        if turn is None:
+            return crops
+        rgb = turn.warp(crops, inplace=True)                # crops is this render's own composite
+        # The mouth was blended before the turn; Blend-Net now fills the holes.
+        return self._fill_holes(rgb, turn.holes(), turn.warp(paste_mask)) if turn.any_hole else rgb
+
+    def _fill_holes(self, rgb: torch.Tensor, holes: torch.Tensor, paste_mask: torch.Tensor) -> torch.Tensor:
+        """Fill the disocclusions: Blend-Net over the tiles near a real hole, inpainting for specks.
+
+        Holes are mostly scattered specks of 1-5 px (beside the nose, at the jaw line);
+        a Blend-Net window around all of them would be most of the face. Specks under
+        SPECK px are inpainted from their neighbours; Blend-Net fills the rest, tile by
+        tile (HOLE_TILE px, seen with HOLE_CONTEXT px around it). It changes pixels up
+        to REACH px from a hole, so every tile within REACH of one is redone.
+        """
+        import cv2
+
+        out = rgb.clone()
+        masks = holes[:, 0].cpu().numpy().astype(np.uint8)
+        big = np.zeros_like(masks)
+        for b, m in enumerate(masks):
+            if not m.any():
+                continue
+            _, label, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
+            keep = stats[:, cv2.CC_STAT_AREA] >= SPECK
+            keep[0] = False
+            big[b] = keep[label]
+            ys, xs = np.nonzero((m > 0) & (big[b] == 0))
+            if len(ys):                                   # inpaint the specks' box (+4 px) only
+                y0, x0 = max(int(ys.min()) - 4, 0), max(int(xs.min()) - 4, 0)
+                y1, x1 = int(ys.max()) + 5, int(xs.max()) + 5
+                img = np.ascontiguousarray(self._to8(rgb[b:b + 1, :, y0:y1, x0:x1])[0])
+                speck = np.zeros(img.shape[:2], np.uint8)
+                speck[ys - y0, xs - x0] = 1
+                fill = cv2.inpaint(img, speck, 2, cv2.INPAINT_TELEA)[ys - y0, xs - x0]      # (k, 3)
+                out[b, :, torch.from_numpy(ys), torch.from_numpy(xs)] = torch.from_numpy(fill.T / 255.0).to(out)
+        if not big.any():
+            return out
+        t, m, s = HOLE_TILE, HOLE_CONTEXT, self.size
+        side = t + 2 * m
+        big_t = torch.from_numpy(big[:, None].astype(np.float32)).to(rgb)
+        near = F.max_pool2d(big_t, t + 2 * REACH, stride=t, padding=REACH)       # (B, 1, S/t, S/t)
+        where = torch.nonzero(near[:, 0] > 0).tolist()                           # [(b, ty, tx)]
+        at = [(b, min(max(ty * t - m, 0), s - side), min(max(tx * t - m, 0), s - side)) for b, ty, tx in where]
+        cut = lambda x: torch.stack([x[b, :, y:y + side, xx:xx + side] for b, y, xx in at])   # (K, C, side, side)
+        rgb_p, hole_p = cut(out), cut(big_t)
+        filled = self.model.blend(rgb_p, hole_p, cut(paste_mask)).clamp(0, 1)
+        alpha = _dilate(_dilate(hole_p, 8), REACH - 8, blur=True)
+        patch = rgb_p + (filled - rgb_p) * alpha
+        for k, ((b, ty, tx), (_, y, x)) in enumerate(zip(where, at)):
+            oy, ox = ty * t - y, tx * t - x
+            out[b, :, ty * t:(ty + 1) * t, tx * t:(tx + 1) * t] = patch[k, :, oy:oy + t, ox:ox + t]
+        return out
 
     # --- the public API ---------------------------------------------------------------------
 
@@ -200,6 +242,13 @@ class Renderer:
             full[cy0:cy1, cx0:cx1] = np.clip(patch + (rgb - patch) * a + 0.5, 0, 255).astype(np.uint8)
             out.append(full)
         return out
+
+
+TURN_CHUNK = 8       # crops turned at a time on a CPU
+HOLE_TILE = 32       # px; Blend-Net fills holes tile by tile
+HOLE_CONTEXT = 32    # px of picture around each tile that Blend-Net sees
+REACH = 12           # px from a hole over which the filled pixels fade into the turned crop
+SPECK = 16           # px: holes smaller than this are inpainted, not given to Blend-Net
 
 
 def _dilate(mask: torch.Tensor, r: int, blur: bool = False) -> torch.Tensor:

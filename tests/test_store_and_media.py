@@ -4,13 +4,12 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from speech2lip.core import media as media_mod
-from speech2lip.core.errors import MediaError, ProjectError
+from speech2lip.core.errors import ProjectError
 from speech2lip.core.project import Project, atomic_path, user_data_dir, write_json
 
 
