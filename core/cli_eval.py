@@ -60,7 +60,8 @@ def format_table(report: dict) -> str:
             f"{report.get('train_minutes')} min of training; {report['frames']['evaluated']} frames")
     cal = report.get("calibration", {})
     level = cal.get("chance_confidence")
-    sync = (f"sync offsets relative to the real training frames ({cal.get('train_offset_frames', 0):+d}); "
+    sync = (f"sync offsets relative to the speaker's own lead on the training frames "
+            f"({cal.get('train_offset_frames', 0):+d}); "
             f"confidence reached by chance at this length: "
             + (f"{level:.2f}" if isinstance(level, float) and level == level else "unknown")
             + " (? marks offsets below it)")

@@ -336,9 +336,8 @@ class Turn:
         if every:
             out[(slice(None), slice(None), *self.box)] = turned
         else:
-            part = src.clone()
-            part[(slice(None), slice(None), *self.box)] = turned
-            out[self.moving] = part
+            src[(slice(None), slice(None), *self.box)] = turned      # src is a copy: indexed by a tensor
+            out[self.moving] = src
         return out
 
     @property

@@ -131,14 +131,14 @@ def opening_figure(data: "EvalData") -> bytes:
 
 
 def sync_figure(data: "EvalData") -> bytes:
-    """Correlation of lip motion with speech energy against lag, per method."""
+    """Correlation of the speech read from the lips with the speech heard, against lag, per method."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 3.2))
     for name, (lags, curve) in data.sync_curves.items():
         ax.plot(lags, curve, color=COLOURS.get(name), marker=".", label=name)
     ax.axhline(0, color="#cccccc", lw=0.8)
     ax.axvline(0, color="#cccccc", lw=0.8)
-    ax.set_xlabel("offset (frames, relative to the real training frames; positive: lips early)")
+    ax.set_xlabel("offset (frames, relative to the speaker's own lead; positive: lips early)")
     ax.set_ylabel("correlation")
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -79,6 +79,17 @@ def test_offset_pose_turns_about_the_pivot():
     assert torch.allclose(r @ r.T, torch.eye(3), atol=1e-6)
 
 
+
+def test_box_filters_match_torch_pooling():
+    # The turn's falloff and crack closing use cumulative-sum box filters instead of pooling.
+    import torch.nn.functional as F
+
+    x = torch.rand(3, 2, 64, 64)
+    for r in (1, 3):
+        assert torch.allclose(P._box_mean(x, r), F.avg_pool2d(x, 2 * r + 1, 1, r, count_include_pad=False), atol=1e-4)
+    m = (torch.rand(3, 1, 64, 64) > 0.9).float()
+    assert torch.equal((P._box(m, 3) > 0.5).float(), F.max_pool2d(m, 7, 1, 3))
+
 # --- forward warping on a real clip ------------------------------------------------------------
 
 @pytest.fixture(scope="module")
