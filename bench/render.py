@@ -7,7 +7,8 @@ into a temporary folder. Speed does not depend on what the weights learned, so
 an untrained checkpoint (one training step) is rendered. Prints, per size and
 batch: the whole crop path (mouth + C2O paste + Blend-Net), the mouth alone,
 compositing into the full-resolution frame, with pose control (+10 deg yaw), and
-what pose control costs (plain time over posed time; the target is at most 1.5x).
+what pose control costs (posed time over plain time, the two timed call by call in
+turn; the target is at most 1.5x).
 """
 from __future__ import annotations
 
@@ -52,6 +53,25 @@ def timed(fn, n_frames: int, min_seconds: float = 3.0, dev=None) -> float:
     return frames / (time.perf_counter() - t0)
 
 
+def paired(plain, posed, seconds: float, dev=None) -> tuple[float, float]:
+    """Median seconds per call of two jobs timed alternately, call by call, for about `seconds`.
+
+    This machine's speed drifts by tens of percent within a minute; alternating single
+    calls makes their ratio (the pose cost) immune to it.
+    """
+    plain(), posed()
+    a, b = [], []
+    t_end = time.perf_counter() + seconds
+    while time.perf_counter() < t_end or len(a) < 5:
+        for fn, out in ((plain, a), (posed, b)):
+            sync(dev)
+            t0 = time.perf_counter()
+            fn()
+            sync(dev)
+            out.append(time.perf_counter() - t0)
+    return float(np.median(a)), float(np.median(b))
+
+
 def bench(project_dir: Path, batches: list[int], device: str, seconds: float, runs: int = 5) -> list[dict]:
     ensure_trained(project_dir, device)
     r = Renderer(project_dir, device=device)
@@ -63,16 +83,16 @@ def bench(project_dir: Path, batches: list[int], device: str, seconds: float, ru
         wins = A.mel_windows(mel, A.frame_times(p.n_frames, p.fps)[bg])
         yaw = np.tile([[10.0, 0.0, 0.0]], (b, 1))
         crops = r.render_crops(wins, bg)
-        jobs = {"crops_fps": lambda: r.render_crops(wins, bg), "pose_fps": lambda: r.render_crops(wins, bg, yaw),
-                "mouth_fps": lambda: r.mouths(wins, bg), "composite_fps": lambda: r.composite_full(crops, bg)}
-        # Runs interleave the measurements, so a slow spell of the machine hits all of them alike;
-        # the pose cost is the median of each run's posed-over-plain ratio (timed back to back).
+        jobs = {"mouth_fps": lambda: r.mouths(wins, bg), "composite_fps": lambda: r.composite_full(crops, bg)}
+        # Runs interleave the measurements, so a slow spell of the machine hits all of them alike.
         seen: dict[str, list[float]] = {k: [] for k in jobs}
         for _ in range(runs):
             for k, fn in jobs.items():
                 seen[k].append(timed(fn, b, seconds, r.device))
         row = {"size": p.size, "batch": b, **{k: float(np.median(v)) for k, v in seen.items()}}
-        row["pose_cost"] = float(np.median(np.array(seen["crops_fps"]) / np.array(seen["pose_fps"])))
+        plain, posed = paired(lambda: r.render_crops(wins, bg), lambda: r.render_crops(wins, bg, yaw),
+                              runs * seconds * 2, r.device)
+        row.update(crops_fps=b / plain, pose_fps=b / posed, pose_cost=posed / plain)
         rows.append(row)
         print(f"{row['size']:5d} {b:6d} {row['crops_fps']:10.1f} {row['mouth_fps']:10.1f} "
               f"{row['composite_fps']:10.1f} {row['pose_fps']:10.1f} {row['pose_cost']:9.2f}x", flush=True)

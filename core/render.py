@@ -139,14 +139,20 @@ class Renderer:
     def _fill_holes(self, rgb: torch.Tensor, holes: torch.Tensor, paste_mask: torch.Tensor) -> torch.Tensor:
         """Fill the disocclusions: Blend-Net over the tiles near a real hole, inpainting for specks.
 
-        Holes are mostly scattered specks of 1-5 px (beside the nose, at the jaw line);
-        a Blend-Net window around all of them would be most of the face. Specks under
-        SPECK px are inpainted from their neighbours; Blend-Net fills the rest, tile by
+        Holes are mostly specks of a geometry cell or less (beside the nose, at the jaw
+        line), an artefact of the coarse grid rather than an uncovered surface, and a
+        Blend-Net window around all of them would be most of the face. Specks under
+        SPECK_CELLS cells are inpainted from their neighbours; Blend-Net fills the rest, tile by
         tile (HOLE_TILE px, seen with HOLE_CONTEXT px around it). It changes pixels up
-        to REACH px from a hole, so every tile within REACH of one is redone.
+        to REACH px from a hole, so every tile within REACH of one is redone. Sizes are
+        for a 256 px crop and scale with it, but for the context: what Blend-Net needs to
+        see around a hole is set by its own receptive field, in pixels.
         """
         import cv2
 
+        from .pose import GEOMETRY_SIDE
+
+        k, cell = max(1, self.size // 256), max(1, self.size // GEOMETRY_SIDE)
         out = rgb.clone()
         masks = holes[:, 0].cpu().numpy().astype(np.uint8)
         big = np.zeros_like(masks)
@@ -154,7 +160,7 @@ class Renderer:
             if not m.any():
                 continue
             _, label, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
-            keep = stats[:, cv2.CC_STAT_AREA] >= SPECK
+            keep = stats[:, cv2.CC_STAT_AREA] >= SPECK_CELLS * cell * cell
             keep[0] = False
             big[b] = keep[label]
             ys, xs = np.nonzero((m > 0) & (big[b] == 0))
@@ -164,24 +170,24 @@ class Renderer:
                 img = np.ascontiguousarray(self._to8(rgb[b:b + 1, :, y0:y1, x0:x1])[0])
                 speck = np.zeros(img.shape[:2], np.uint8)
                 speck[ys - y0, xs - x0] = 1
-                fill = cv2.inpaint(img, speck, 2, cv2.INPAINT_TELEA)[ys - y0, xs - x0]      # (k, 3)
+                fill = cv2.inpaint(img, speck, 2, cv2.INPAINT_TELEA)[ys - y0, xs - x0]      # (n, 3)
                 out[b, :, torch.from_numpy(ys), torch.from_numpy(xs)] = torch.from_numpy(fill.T / 255.0).to(out)
         if not big.any():
             return out
-        t, m, s = HOLE_TILE, HOLE_CONTEXT, self.size
+        t, m, s, reach = HOLE_TILE * k, HOLE_CONTEXT, self.size, REACH * k
         side = t + 2 * m
         big_t = torch.from_numpy(big[:, None].astype(np.float32)).to(rgb)
-        near = F.max_pool2d(big_t, t + 2 * REACH, stride=t, padding=REACH)       # (B, 1, S/t, S/t)
+        near = F.max_pool2d(big_t, t + 2 * reach, stride=t, padding=reach)       # (B, 1, S/t, S/t)
         where = torch.nonzero(near[:, 0] > 0).tolist()                           # [(b, ty, tx)]
         at = [(b, min(max(ty * t - m, 0), s - side), min(max(tx * t - m, 0), s - side)) for b, ty, tx in where]
         cut = lambda x: torch.stack([x[b, :, y:y + side, xx:xx + side] for b, y, xx in at])   # (K, C, side, side)
         rgb_p, hole_p = cut(out), cut(big_t)
         filled = self.model.blend(rgb_p, hole_p, cut(paste_mask)).clamp(0, 1)
-        alpha = _dilate(_dilate(hole_p, 8), REACH - 8, blur=True)
+        alpha = _dilate(_dilate(hole_p, 8 * k), reach - 8 * k, blur=True)
         patch = rgb_p + (filled - rgb_p) * alpha
-        for k, ((b, ty, tx), (_, y, x)) in enumerate(zip(where, at)):
+        for j, ((b, ty, tx), (_, y, x)) in enumerate(zip(where, at)):
             oy, ox = ty * t - y, tx * t - x
-            out[b, :, ty * t:(ty + 1) * t, tx * t:(tx + 1) * t] = patch[k, :, oy:oy + t, ox:ox + t]
+            out[b, :, ty * t:(ty + 1) * t, tx * t:(tx + 1) * t] = patch[j, :, oy:oy + t, ox:ox + t]
         return out
 
     # --- the public API ---------------------------------------------------------------------
@@ -246,9 +252,9 @@ class Renderer:
 
 TURN_CHUNK = 8       # crops turned at a time on a CPU
 HOLE_TILE = 32       # px; Blend-Net fills holes tile by tile
-HOLE_CONTEXT = 32    # px of picture around each tile that Blend-Net sees
+HOLE_CONTEXT = 32    # px of picture around each tile that Blend-Net sees (its receptive field)
 REACH = 12           # px from a hole over which the filled pixels fade into the turned crop
-SPECK = 16           # px: holes smaller than this are inpainted, not given to Blend-Net
+SPECK_CELLS = 2      # holes under this many geometry cells are inpainted, not given to Blend-Net
 
 
 def _dilate(mask: torch.Tensor, r: int, blur: bool = False) -> torch.Tensor:
