@@ -95,10 +95,8 @@ def fit_probe(landmarks: np.ndarray, envelope: np.ndarray) -> SyncProbe:
     xs = (x - x_mean) / x_std
     y_mean = y.mean(axis=0)
     w = np.linalg.solve(xs.T @ xs + RIDGE * n * np.eye(xs.shape[1]), xs.T @ (y - y_mean))
-    probe = SyncProbe(lead=lead.offset, lead_confidence=lead.confidence, shape_mean=mean, basis=basis,
-                      x_mean=x_mean, x_std=x_std, weights=w, y_mean=y_mean, scale=np.ones(len(y_mean)))
-    probe.scale = probe.predict(lm).std(axis=0)
-    return probe
+    return SyncProbe(lead=lead.offset, lead_confidence=lead.confidence, shape_mean=mean, basis=basis,
+                     x_mean=x_mean, x_std=x_std, weights=w, y_mean=y_mean, scale=(xs @ w).std(axis=0))
 
 
 def correlate(pred: np.ndarray, envelope: np.ndarray, lead: int = 0, envelope_start: int = 0,
@@ -128,7 +126,7 @@ def correlate(pred: np.ndarray, envelope: np.ndarray, lead: int = 0, envelope_st
                             for j in range(a.shape[1])])
     best = int(np.argmax(curve))
     return M.Sync(offset=int(lags[best]), confidence=float(curve[best] - np.median(curve)),
-                  peak=float(curve[best]), lags=lags, curve=curve, motion_std=float(pred.std()))
+                  peak=float(curve[best]), lags=lags, curve=curve)
 
 
 def chance_confidence(probe: SyncProbe, landmarks: np.ndarray, envelope: np.ndarray, n: int,

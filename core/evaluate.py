@@ -127,22 +127,16 @@ def read_speech(project: Project) -> np.ndarray:
 
 
 def calibrate(project: Project, wave: np.ndarray) -> SyncProbe:
-    """The sync probe of the real training frames: the speaker's own lead and lip-to-speech read-out.
+    """The sync probe of the real training frames: the speaker's own lead and lip-to-speech read-out."""
+    return fit_probe(*training_tracks(project, wave))
 
-    Uses the prepared (time-smoothed) landmarks; evaluated tracks are smoothed the
-    same way by smoothed(), so their motion is on the same scale.
+
+def training_tracks(project: Project, wave: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Landmarks and speech_envelope of the training frames, which the sync probe is fitted on.
+
+    The prepared landmarks are time-smoothed; evaluated tracks are smoothed the same
+    way by smoothed(), so their motion is on the same scale.
     """
-    lm, env = _training_tracks(project, wave)
-    return fit_probe(lm, env)
-
-
-def chance_level(project: Project, wave: np.ndarray, n: int, probe: SyncProbe) -> float:
-    """av_confidence that n frames reach by chance on this clip (see avsync.chance_confidence)."""
-    lm, env = _training_tracks(project, wave)
-    return chance_confidence(probe, lm, env, n)
-
-
-def _training_tracks(project: Project, wave: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     from .audio import frame_times
 
     n = project.n_train
@@ -235,8 +229,9 @@ def score(project: Project, idx: np.ndarray, crops: dict[str, np.ndarray], speec
     cancel = ensure_token(cancel)
     progress(Progress("calibrate", 0, 1, "measuring the speaker's own sync on the training frames"))
     wave = read_speech(project)
-    calib = calibrate(project, wave)
-    chance = chance_level(project, wave, len(idx), calib)
+    train_lm, train_env = training_tracks(project, wave)
+    calib = fit_probe(train_lm, train_env)
+    chance = chance_confidence(calib, train_lm, train_env, len(idx))    # what len(idx) frames reach by chance
     env = M.speech_envelope(speech, 16000, env_times)
     lms: dict[str, np.ndarray] = {}
     syncs: dict[str, M.Sync] = {}

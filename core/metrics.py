@@ -240,8 +240,7 @@ class Sync:
     offset: lag in frames at the correlation peak; positive means the lips move
     before the sound (video leads audio). confidence: peak correlation minus the
     median over all lags, as SyncNet reports it; near 0 means no sync signal.
-    curve: mean correlation per lag in `lags`. motion_std: spread of the lip motion,
-    the scale that makes another video's curve comparable (see av_offset).
+    curve: mean correlation per lag in `lags`.
     """
 
     offset: int
@@ -249,7 +248,6 @@ class Sync:
     peak: float
     lags: np.ndarray
     curve: np.ndarray
-    motion_std: float
 
 
 def lip_opening(landmarks: np.ndarray) -> np.ndarray:
@@ -335,8 +333,7 @@ def av_offset(opening: np.ndarray, envelope: np.ndarray, max_lag: int = MAX_LAG,
     best = int(np.argmax(curve))
     peak = float(curve[best])
     conf = peak - float(np.median(curve))
-    return Sync(offset=int(lags[best]), confidence=conf, peak=peak, lags=lags, curve=curve,
-                motion_std=float(v.std()))
+    return Sync(offset=int(lags[best]), confidence=conf, peak=peak, lags=lags, curve=curve)
 
 
 def _ncc(x: np.ndarray, y: np.ndarray, x_scale: float | None = None) -> float:
