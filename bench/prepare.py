@@ -5,6 +5,10 @@
 Each run is a fresh process (so peak RSS is that run's own). --loop K first makes
 a clip K times as long with ffmpeg's stream_loop, to show that memory stays flat
 with clip length (K=15 turns a 20 s clip into 5 minutes). Prints medians.
+
+This machine's speed drifts by tens of percent within minutes, so each clip's line
+also gives the face mesh's own speed (one stream, every frame) measured right after
+its runs: the figure to read the others against.
 """
 from __future__ import annotations
 
@@ -41,6 +45,21 @@ def looped(video: Path, k: int, out_dir: Path) -> Path:
     return out
 
 
+def mesh_ms(video: Path, frames: int = 150) -> float:
+    """Milliseconds per frame of MediaPipe Face Mesh alone, one stream, every frame."""
+    import time
+
+    from speech2lip.core.faces import FaceTracker
+    from speech2lip.core.media import read_frames
+
+    clip = [f for _, f in zip(range(frames), read_frames(video))]
+    with FaceTracker() as tracker:
+        tracker.track(clip[:10])
+        t = time.perf_counter()
+        tracker.track(clip)
+        return (time.perf_counter() - t) / len(clip) * 1e3
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("videos", nargs="*", type=Path)
@@ -62,10 +81,13 @@ def main() -> None:
             n = runs[0]["n"]
             fps = statistics.median(n / r["wall"] for r in runs)
             rss = max(r["rss_mb"] for r in runs)
-            print(f"{src.name}: {n} frames, {fps:.0f} frames/s overall (median of {len(runs)}), peak RSS {rss:.0f} MB")
+            each = ", ".join(f"{n / r['wall']:.0f}" for r in runs)
+            print(f"{src.name}: {n} frames, {fps:.0f} frames/s overall (median of {len(runs)}: {each}), "
+                  f"peak RSS {rss:.0f} MB; the mesh alone: {mesh_ms(video):.1f} ms/frame")
             for stage in runs[0]["stages"]:
                 s = statistics.median(r["stages"][stage] for r in runs)
-                print(f"    {stage:<15} {s:6.2f} s  {n / max(s, 1e-9):7.0f} frames/s")
+                rate = f"{n / s:7.0f} frames/s" if s >= 0.01 else "  (ran beside the stage before)"
+                print(f"    {stage:<15} {s:6.2f} s  {rate}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Sync expert: what it costs to train and how well it finds the true audio offset.
 
     python bench/sync.py --projects PROJECT [PROJECT ...] [--steps N] [--engine-steps N] [--device cpu]
-    python bench/sync.py --ablation PROJECT --budget 1500 [--keep DIR]
+    python bench/sync.py --ablation PROJECT --budget 1500 [--keep DIR] [--seeds 0 1 2]
 
 For each prepared project: the expert's training time and its held-out accuracy at
 picking the true offset among ±15 frames (chance 1/31). Then the engine's own
@@ -18,7 +18,10 @@ expert: core.avsync), and both render the whole clip with its audio and with the
 delayed by 5 frames: the lag between the two tracked mouth-opening curves shows
 whether the lips follow the audio's timing. Both are also driven by 11 s of another
 speaker (JFK), where the probe's offset and confidence rest on five times as many
-frames as the held-out split's.
+frames as the held-out split's. --seeds repeats the two branches with their own random
+streams (paired: same seed with and without), so the spread between seeds can be read
+against the difference the loss makes; --keep on a folder that already holds the shared
+run reuses it.
 """
 from __future__ import annotations
 
@@ -84,8 +87,34 @@ def opening_lag(renderer, shift: int, max_lag: int = 15) -> tuple[int, float]:
     return k - max_lag, corr[k]
 
 
-def ablation(src: Path, budget: int, keep: Path | None, device: str, w_sync: float | None = None) -> None:
+def reseed(root: Path, seed: int) -> None:
+    """Give a copied run its own random stream for the steps it has left (resume restores the saved one)."""
+    path = root / "checkpoints" / "latest.pt"
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt["rng"]["sampler"] = torch.Generator().manual_seed(seed).get_state()
+    torch.manual_seed(seed)
+    ckpt["rng"]["torch"] = torch.get_rng_state()
+    torch.save(ckpt, path)
+
+
+def zero_loss_module():
+    """core.sync with Eq. 6 weighted to nothing: the sync stage's schedule and batches, without its loss."""
+    import types
+
+    real = S.contrastive_sync_loss
+    mod = types.SimpleNamespace(**{k: getattr(S, k) for k in dir(S) if not k.startswith("__")})
+    mod.contrastive_sync_loss = lambda *a, **k: 0.0 * real(*a, **k)
+    return mod
+
+
+BRANCHES = {"with": "the sync stage with Eq. 6", "without": "no sync stage (Blend-Net's stage continues)",
+            "zero": "the sync stage with Eq. 6 weighted 0 (same batches, Blend-Net frozen)"}
+
+
+def ablation(src: Path, budget: int, keep: Path | None, device: str, w_sync: float | None = None,
+             seeds: tuple[int, ...] = (0,), branches: tuple[str, ...] = ("with", "without")) -> None:
     import shutil
+    import statistics
 
     from speech2lip.core import train as T
     from speech2lip.core.evaluate import evaluate
@@ -94,53 +123,78 @@ def ablation(src: Path, budget: int, keep: Path | None, device: str, w_sync: flo
 
     tmp = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="sync_ablation_"))
     cfg = preset("quick", **({"train.w_sync": w_sync} if w_sync is not None else {}))
-    base = linked(src, tmp / "base")
-    t0 = time.perf_counter()
-    _, st = S.train_sync_expert(base, device=device)
-    print(f"expert: {st['seconds']:.0f} s, held-out offset accuracy {st['offset_accuracy']:.1%} "
-          f"(±1: {st['offset_accuracy_pm1']:.1%}, chance {st['chance']:.1%})", flush=True)
     cut = int(round(0.9 * budget))
-    token = CancelToken()
+    t0 = time.perf_counter()
+    if (tmp / "base" / "checkpoints" / "latest.pt").is_file():
+        base = Project(tmp / "base")                 # a kept shared run: only the branches are redone
+        print(f"reusing the shared run in {tmp / 'base'}", flush=True)
+    else:
+        base = linked(src, tmp / "base")
+        _, st = S.train_sync_expert(base, device=device)
+        print(f"expert: {st['seconds']:.0f} s, held-out offset accuracy {st['offset_accuracy']:.1%} "
+              f"(±1: {st['offset_accuracy_pm1']:.1%}, chance {st['chance']:.1%})", flush=True)
+        token = CancelToken()
 
-    def stop_at_cut(pr):
-        if pr.stage == "train" and pr.done >= cut:
-            token.cancel()
-    try:
-        T.train(base.root, config=cfg, steps=budget, device=device, progress=stop_at_cut, cancel=token)
-    except Cancelled:
-        pass
-    print(f"shared run to step {cut}: {time.perf_counter() - t0:.0f} s", flush=True)
-    rows = {}
-    for name in ("with", "without"):
-        root = tmp / name
-        shutil.copytree(base.root, root, symlinks=True)
-        saved = T._sync_module
-        if name == "without":
-            T._sync_module = lambda: None                            # the engine as if core.sync were absent
+        def stop_at_cut(pr):
+            if pr.stage == "train" and pr.done >= cut:
+                token.cancel()
         try:
-            t1 = time.perf_counter()
-            res = T.train(root, config=cfg, steps=budget, device=device, resume=True)
-        finally:
-            T._sync_module = saved
-        rep = evaluate(root, output=root / "eval")
-        # Another speaker's 11 s of speech: five times the held-out length, so the offset is measurable.
-        cross = evaluate(root, output=root / "eval_cross", audio=SPEECH)["methods"]["model"]
-        lag, c = opening_lag(Renderer(root, device=device), 5)
-        rows[name] = {**rep["methods"]["model"], "lag": lag, "lag_corr": c, "train_s": time.perf_counter() - t1,
-                      "steps": res["steps"], "cross_offset": cross["av_offset_frames"],
-                      "cross_conf": cross["av_confidence"]}
-        print(f"{name} sync loss done: {rows[name]}", flush=True)
+            T.train(base.root, config=cfg, steps=budget, device=device, progress=stop_at_cut, cancel=token)
+        except Cancelled:
+            pass
+        print(f"shared run to step {cut}: {time.perf_counter() - t0:.0f} s", flush=True)
+    runs: dict[str, list[dict]] = {b: [] for b in branches}
+    for seed in seeds:
+        for name in branches:
+            root = tmp / (f"{name}_s{seed}" if len(seeds) > 1 else name)
+            shutil.rmtree(root, ignore_errors=True)
+            shutil.copytree(base.root, root, symlinks=True)
+            if len(seeds) > 1:
+                reseed(root, seed)
+            saved = T._sync_module
+            if name == "without":
+                T._sync_module = lambda: None                        # the engine as if core.sync were absent
+            elif name == "zero":
+                T._sync_module = zero_loss_module
+            try:
+                t1 = time.perf_counter()
+                res = T.train(root, config=cfg, steps=budget, device=device, resume=True)
+            finally:
+                T._sync_module = saved
+            rep = evaluate(root, output=root / "eval")
+            # Another speaker's 11 s of speech: five times the held-out length, so the offset is measurable.
+            cross = evaluate(root, output=root / "eval_cross", audio=SPEECH)["methods"]["model"]
+            row = {**rep["methods"]["model"], "train_s": time.perf_counter() - t1, "steps": res["steps"],
+                   "cross_offset": cross["av_offset_frames"], "cross_conf": cross["av_confidence"]}
+            if seed == seeds[0]:                                     # the delayed-audio render: first seed only
+                row["lag"], row["lag_corr"] = opening_lag(Renderer(root, device=device), 5)
+            runs[name].append(row)
+            print(f"seed {seed}, {name} sync loss done: {row}", flush=True)
     base_rows = {k: rep["methods"][k] for k in ("real", "static", "retrieval")}
     print(f"\nclip {src.name}, {base.size}² working crop, mouth box {base.manifest.mouth_box[3]}x"
           f"{base.manifest.mouth_box[2]}, quick preset, {budget} steps ({budget - cut} in the last stage), "
-          f"w_sync {cfg.train.w_sync:g}")
+          f"w_sync {cfg.train.w_sync:g}, seeds {list(seeds)}")
     print(f"{'':<10} {'LMD':>7} {'offset':>7} {'conf':>6} {'PSNR m':>7} {'SSIM m':>7} {'5-frame delay -> lag':>21}"
           f" {'JFK offset':>11} {'JFK conf':>9}")
-    for k, r in {**rows, **base_rows}.items():
+    rows = {**{f"{k} s{s}": r for k, v in runs.items() for s, r in zip(seeds, v)}, **base_rows}
+    for k, r in rows.items():
         lag = f"{r['lag']:+d} (r={r['lag_corr']:.2f})" if "lag" in r else ""
         cross = f"{r['cross_offset']:>+11d} {r['cross_conf']:>9.3f}" if "cross_offset" in r else ""
         print(f"{k:<10} {r['lmd']:>7.4f} {r['av_offset_frames']:>+7d} {r['av_confidence']:>6.3f} "
               f"{r['psnr_mouth']:>7.2f} {r['ssim_mouth']:>7.3f} {lag:>21} {cross}")
+    if len(seeds) > 1:
+        print("mean ± sd over seeds:")
+        for k, v in runs.items():
+            cells = []
+            for key in ("lmd", "psnr_mouth", "cross_conf"):
+                xs = [r[key] for r in v]
+                cells.append(f"{key} {statistics.mean(xs):.4f} ± {statistics.stdev(xs):.4f}")
+            print(f"  {k:<8} " + ", ".join(cells))
+        for other in [b for b in branches if b != "with"] if "with" in runs else []:
+            wins = sum(a["lmd"] < b["lmd"] for a, b in zip(runs["with"], runs[other]))
+            print(f"  'with' has the lower LMD than '{other}' in {wins} of {len(seeds)} paired seeds")
+    for b in branches:
+        print(f"  {b}: {BRANCHES[b]}")
     print(f"(files in {tmp})")
 
 
@@ -155,11 +209,15 @@ def main(argv=None) -> int:
     ap.add_argument("--budget", type=int, default=1500, help="--ablation: quick-preset steps per run")
     ap.add_argument("--keep", type=Path, help="--ablation: keep the runs in this new folder")
     ap.add_argument("--w-sync", type=float, help="--ablation: weight of the sync loss (default: the preset's)")
+    ap.add_argument("--branches", nargs="+", choices=list(BRANCHES), default=["with", "without"],
+                    help="--ablation: how the last 10%% of the budget is spent (see BRANCHES)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0],
+                    help="--ablation: finish the budget once per seed, each with and without (paired)")
     a = ap.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
     if a.ablation:
-        ablation(a.ablation, a.budget, a.keep, a.device, a.w_sync)
+        ablation(a.ablation, a.budget, a.keep, a.device, a.w_sync, tuple(a.seeds), tuple(a.branches))
         return 0
     if not a.projects:
         print("no prepared projects; run `speech2lip prepare` first or pass --projects")

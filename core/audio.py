@@ -49,22 +49,26 @@ def mel_basis(fmin: float = 55.0, fmax: float = 7600.0) -> np.ndarray:
 _MEL_BASIS = mel_basis()
 
 
-def log_mel(wave: np.ndarray) -> np.ndarray:
+def log_mel(wave: np.ndarray, chunk: int = 4096) -> np.ndarray:
     """(T, 80) log-mel in dB (floor -80 dB), frame t centred at t * 10 ms.
 
-    The STFT runs in torch: librosa's own spectrogram JIT-compiles on first use,
-    which costs seconds per process.
+    The STFT is numpy's, chunked so memory stays small for long audio: librosa's own
+    spectrogram JIT-compiles on first use (seconds per process), and torch's would make
+    prepare import torch.
     """
-    import torch
-
     wave = np.asarray(wave, np.float32)
     if wave.size < N_FFT:
         wave = np.pad(wave, (0, N_FFT - wave.size))
-    spec = torch.stft(torch.from_numpy(wave), N_FFT, HOP, window=torch.hann_window(N_FFT), center=True,
-                      pad_mode="constant", return_complex=True).abs() ** 2          # (F, T)
-    mel = _MEL_BASIS @ spec.numpy()
-    db = 10.0 * np.log10(np.maximum(mel, 1e-10))
-    return np.maximum(db, SILENCE_DB).T.astype(np.float32)
+    padded = np.pad(wave, N_FFT // 2)                                     # centred frames, zero edges
+    n = 1 + (padded.size - N_FFT) // HOP
+    frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP][:n]     # (T, N_FFT), a view
+    window = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(N_FFT) / N_FFT)).astype(np.float32)   # periodic Hann
+    out = np.empty((n, N_MELS), np.float32)
+    for i in range(0, n, chunk):
+        spec = np.abs(np.fft.rfft(frames[i:i + chunk] * window, axis=1)) ** 2       # (t, F)
+        out[i:i + chunk] = spec @ _MEL_BASIS.T
+    db = 10.0 * np.log10(np.maximum(out, 1e-10))
+    return np.maximum(db, SILENCE_DB).astype(np.float32)
 
 
 def speech_features(wave: np.ndarray) -> np.ndarray:

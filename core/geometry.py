@@ -1,7 +1,9 @@
 """Head geometry from landmarks: similarity poses, the canonical frame, depth, masks, boxes.
 
-All in working-crop pixels (core.warp conventions). Pure numpy; the differentiable
-warps live in core.warp.
+All in working-crop pixels (core.warp conventions). Pure numpy (and OpenCV); the
+differentiable warps live in core.warp. `o2c_map` and `remap` are core.warp's o2c_grid
+and sample for prepare, which then needs no torch (its import alone is a large share
+of a short clip's prepare).
 """
 from __future__ import annotations
 
@@ -167,27 +169,55 @@ def face_and_head_masks(canon: np.ndarray, size: int) -> tuple[np.ndarray, np.nd
     return cv2.GaussianBlur(face, (0, 0), blur), head
 
 
+def mesh_z(pts: np.ndarray, size: int) -> np.ndarray:
+    """(S, S) the points' z linearly interpolated over their Delaunay triangles at pixel centres,
+    NaN outside the triangles: scipy's LinearNDInterpolator, without its half-second import."""
+    import cv2
+
+    xy = pts[:, :2].astype(np.float32)
+    x0, y0 = np.floor(xy.min(0)).astype(int) - 2
+    x1, y1 = np.ceil(xy.max(0)).astype(int) + 2
+    sub = cv2.Subdiv2D((int(x0), int(y0), int(x1 - x0), int(y1 - y0)))
+    sub.insert([(float(x), float(y)) for x, y in xy])
+    tri = sub.getTriangleList().reshape(-1, 3, 2)                       # (T, 3, 2) vertex coordinates
+    vertex = {(float(x), float(y)): i for i, (x, y) in enumerate(xy)}
+    tz = pts[[[vertex[(float(x), float(y))] for x, y in t] for t in tri], 2].astype(np.float64)   # (T, 3)
+    z = np.full((size, size), np.nan)
+    for (a, b, c), (za, zb, zc) in zip(tri.astype(np.float64), tz):
+        lo = np.maximum(np.ceil(np.minimum(np.minimum(a, b), c) - 0.5), 0).astype(int)
+        hi = np.minimum(np.floor(np.maximum(np.maximum(a, b), c) - 0.5), size - 1).astype(int)
+        det = (b[0] - a[0]) * (c[1] - a[1]) - (c[0] - a[0]) * (b[1] - a[1])
+        if (hi < lo).any() or abs(det) < 1e-12:
+            continue
+        py, px = np.mgrid[lo[1]:hi[1] + 1, lo[0]:hi[0] + 1]                 # pixels whose centres may lie inside
+        dx, dy = px + 0.5 - a[0], py + 0.5 - a[1]
+        l1 = (dx * (c[1] - a[1]) - dy * (c[0] - a[0])) / det                # barycentric weights of b and c
+        l2 = (dy * (b[0] - a[0]) - dx * (b[1] - a[1])) / det
+        hit = (l1 >= -1e-7) & (l2 >= -1e-7) & (l1 + l2 <= 1 + 1e-7)           # edges belong to both sides
+        z[py[hit], px[hit]] = za + l1[hit] * (zb - za) + l2[hit] * (zc - za)
+    return z
+
+
 def canonical_depth(canon: np.ndarray, head_mask: np.ndarray) -> np.ndarray:
     """(S, S) depth: the mesh's z inside the face, extended smoothly over the rest of the head.
 
     Beyond the mesh the surface is taken to curve away from the camera as a head
     does (depth grows with distance from the face), then flat behind the head.
     """
-    from scipy.interpolate import LinearNDInterpolator
-    from scipy.ndimage import distance_transform_edt, gaussian_filter
+    import cv2
 
     size = head_mask.shape[0]
-    pts = canon[:468]
-    g = np.mgrid[0:size, 0:size][::-1].reshape(2, -1).T + 0.5              # (S*S, 2) x, y
-    z = LinearNDInterpolator(pts[:, :2], pts[:, 2])(g).reshape(size, size)
+    z = mesh_z(canon[:468], size)
     inside = np.isfinite(z)
-    dist, (iy, ix) = distance_transform_edt(~inside, return_indices=True)
-    ext = z[iy, ix] + 0.6 * dist
+    # Distance to, and label of, the nearest mesh pixel; labels number the mesh pixels in raster order.
+    dist, label = cv2.distanceTransformWithLabels((~inside).astype(np.uint8), cv2.DIST_L2, 5,
+                                                  labelType=cv2.DIST_LABEL_PIXEL)
+    ext = z[inside][label - 1] + 0.6 * dist
     far = np.nanmax(np.where(head_mask > 0.05, ext, np.nan))
     ext = np.where(head_mask > 0.05, ext, far)
-    smooth = gaussian_filter(ext, size / 64)
+    smooth = cv2.GaussianBlur(ext, (0, 0), size / 64, borderType=cv2.BORDER_REFLECT)
     depth = np.where(inside, z, smooth)
-    return gaussian_filter(depth, 0.5).astype(np.float32)
+    return cv2.GaussianBlur(depth, (0, 0), 0.5, borderType=cv2.BORDER_REFLECT).astype(np.float32)
 
 
 def mouth_box(canon: np.ndarray, size: int) -> list[int]:
@@ -213,3 +243,32 @@ def mouth_variance_ratio(var: np.ndarray, box: list[int], face_mask: np.ndarray)
     inner = var[y0:y0 + h, x0:x0 + w].mean()
     face = (var * face_mask).sum() / max(face_mask.sum(), 1e-6)
     return float(inner / max(face, 1e-12))
+
+
+# --- canonical warps without torch -------------------------------------------------
+
+def o2c_map(depth: np.ndarray, head_mask: np.ndarray, poses: np.ndarray,
+            box: list[int] | None = None) -> np.ndarray:
+    """(B, H, W, 2) float32 observed-frame pixel coordinates of each canonical pixel: warp.o2c_grid."""
+    import cv2
+
+    s = depth.shape[-1]
+    ys, xs = np.mgrid[0:s, 0:s].astype(np.float32) + 0.5
+    m = head_mask.astype(np.float32)
+    if box is not None:
+        x0, y0, w, h = box
+        xs, ys, depth, m = (a[y0:y0 + h, x0:x0 + w] for a in (xs, ys, depth, m))
+    # m * (A @ (u, v, z, 1)) + (1 - m) * (u, v): the background stays put. The mask is folded
+    # into the canonical terms once; cv2.transform then applies each frame's 2x4 matrix.
+    terms = np.ascontiguousarray(np.stack([m * xs, m * ys, m * depth, m], axis=-1))    # (H, W, 4)
+    still = np.stack([(1 - m) * xs, (1 - m) * ys], axis=-1)                            # (H, W, 2)
+    a = np.asarray(poses, np.float32)[:, :2, :]                                         # (B, 2, 4)
+    return np.stack([cv2.transform(terms, f) + still for f in a])
+
+
+def remap(img: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """Bilinear sample of one (H, W[, C]) image at (h, w, 2) continuous pixel coordinates, edges
+    repeated: warp.sample with padding 'border'. OpenCV puts pixel centres on integers."""
+    import cv2
+
+    return cv2.remap(img, grid - 0.5, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)

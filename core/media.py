@@ -98,14 +98,14 @@ def probe(path: Path | str) -> VideoInfo:
 
 
 def read_frames(path: Path | str, fps: Optional[float] = None, vf: Optional[str] = None,
-                size: Optional[tuple[int, int]] = None) -> Iterator[np.ndarray]:
+                size: Optional[tuple[int, int]] = None, info: Optional[VideoInfo] = None) -> Iterator[np.ndarray]:
     """Yield RGB uint8 frames at constant frame rate (the clip's own unless `fps` is given).
 
     vf: an extra ffmpeg filter chain (crop, scale); size: the (w, h) it produces.
-    ffmpeg applies rotation metadata itself before the filter.
+    ffmpeg applies rotation metadata itself before the filter. info: the clip's probe, if at hand.
     """
     path = Path(path)
-    info = probe(path)
+    info = info or probe(path)
     if not info.has_video:
         raise MediaError(f"{path.name} has no video stream; choose a video of the speaker.")
     fps = fps or info.fps

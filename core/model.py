@@ -222,17 +222,26 @@ class Gamem(nn.Module):
         xs = torch.linspace(0.5, rw - 0.5, gw, device=poses.device, dtype=poses.dtype)
         x = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)          # (gh, gw, 2)
         x = x[None] + origins[:, None, None, :].to(poses.dtype)                  # (B, gh, gw, 2) observed px
-        lin_inv = torch.linalg.inv(poses[:, :2, :2])                           # (B, 2, 2)
-        u = torch.einsum("bij,bhwj->bhwi", lin_inv, x - poses[:, None, None, :2, 3])
-        maps = torch.stack([self.depth, self.head_mask])[None].expand(poses.shape[0], 2, *self.depth.shape)
+        lin, a = poses[:, :2, :2], poses[:, :2, 2]                               # (B, 2, 2), (B, 2)
+        u = torch.einsum("bij,bhwj->bhwi", torch.linalg.inv(lin), x - poses[:, None, None, :2, 3])
+        gy, gx = torch.gradient(self.depth)
+        maps = torch.stack([self.depth, self.head_mask, gx, gy])[None].expand(poses.shape[0], 4, *self.depth.shape)
+        eye = torch.eye(2, device=poses.device, dtype=poses.dtype)
         for _ in range(self.cfg.c2o_iters):
-            dm = warp.sample(maps, u).permute(0, 2, 3, 1)                        # (B, gh, gw, 2)
+            # Newton steps, as warp.c2o_grid: the plain fixed point (planar part only) stalls
+            # where the depth is steep and the head pitched, and pasted mouths went astray there.
+            dm = warp.sample(maps, u).permute(0, 2, 3, 1)                        # (B, gh, gw, 4)
             p = torch.cat([u, dm[..., :1]], dim=-1)                              # (B, gh, gw, 3)
             fwd = torch.einsum("bij,bhwj->bhwi", poses[:, :2, :3], p) + poses[:, None, None, :2, 3]
-            m = dm[..., 1:]
-            at_u = m * fwd + (1 - m) * u
-            r = x - at_u
-            u = u + m * torch.einsum("bij,bhwj->bhwi", lin_inv, r) + (1 - m) * r
+            m = dm[..., 1:2]
+            r = x - (m * fwd + (1 - m) * u)
+            jac = lin[:, None, None] + a[:, None, None, :, None] * dm[..., None, 2:4]   # (B, gh, gw, 2, 2)
+            jac = m[..., None] * jac + (1 - m[..., None]) * eye
+            j00, j01, j10, j11 = jac[..., 0, 0], jac[..., 0, 1], jac[..., 1, 0], jac[..., 1, 1]
+            det = j00 * j11 - j01 * j10
+            det = torch.where(det.abs() < 1e-3, torch.full_like(det, 1e-3), det)
+            step = torch.stack([j11 * r[..., 0] - j01 * r[..., 1], j00 * r[..., 1] - j10 * r[..., 0]], -1) / det[..., None]
+            u = u + step.clamp(-4.0, 4.0)
         if (gh, gw) == (rh, rw):
             return u
         return F.interpolate(u.permute(0, 3, 1, 2), size=(rh, rw), mode="bilinear",

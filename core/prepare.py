@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Optional
 
@@ -27,8 +28,11 @@ from .project import SCHEMA_VERSION, Manifest, Project, save_array, write_json
 MIN_SECONDS = 5.0
 MIN_FACE_COVERAGE = 0.5
 MIN_FACE_PX = 64            # face width in source pixels below which lips cannot be learned
+QUEUE_MB = 48               # decoded frames waiting per tracker thread
 TRACK_MAX_SIDE = 720        # frames larger than this are tracked downscaled (landmarks are normalised)
 HELDOUT = 0.1
+MOTION_FRAMES = 60         # frames sampled for the motion heat maps (paper Fig. 2)
+TRACK_EVERY = 2             # face mesh on every other frame; the rest interpolated (faces.track_keyframes)
 
 
 def check_target(project_dir: Path, force: bool) -> None:
@@ -48,14 +52,17 @@ def check_target(project_dir: Path, force: bool) -> None:
 
 
 def _track_pass(video: Path, info: media.VideoInfo, pack: Optional[JpegPackWriter], progress: ProgressFn,
-                cancel: CancelToken, max_faces: int, workers: int = 2,
-                block: int = 32) -> tuple[np.ndarray, np.ndarray, bool]:
+                cancel: CancelToken, max_faces: int, every: int = 2, workers: int = 2,
+                block: int = 32) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
     """Decode once: keep each source frame (JPEG pack) and track the face on it.
 
-    MediaPipe releases the GIL, so blocks of frames go alternately to `workers`
-    trackers in threads. Each tracker follows its own blocks; at a block start it
-    re-detects if needed, which costs a few milliseconds. With several faces
-    (max_faces > 1) one tracker follows the chosen face through the whole clip.
+    Returns landmarks (N, 478, 3) in source pixels, has_face (N,), tracked (N,): which
+    frames the mesh ran on (the others are interpolated, see faces.track_keyframes),
+    and whether a second face was seen. MediaPipe releases the GIL, so blocks of frames
+    go alternately to `workers` trackers in threads. Each tracker follows its own
+    blocks; at a block start it re-detects if needed, which costs a few milliseconds.
+    With several faces (max_faces > 1) one tracker follows the chosen face through the
+    whole clip.
     """
     import queue
     import threading
@@ -64,26 +71,26 @@ def _track_pass(video: Path, info: media.VideoInfo, pack: Optional[JpegPackWrite
 
     scale = min(1.0, TRACK_MAX_SIDE / max(info.width, info.height))
     workers = workers if max_faces == 1 else 1
-    results: dict[int, tuple[list, list]] = {}
-    queues = [queue.Queue(maxsize=3) for _ in range(workers)]
+    results: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    # Queues deep enough (up to ~48 MB each) that decoding runs ahead while MediaPipe loads.
+    block_mb = block * info.width * info.height * 3 * scale * scale / 2**20
+    queues = [queue.Queue(maxsize=int(np.clip(QUEUE_MB // max(block_mb, 1), 2, 8))) for _ in range(workers)]
     errors: list[BaseException] = []
     several = threading.Event()
-    check_every = max(1, int(round(info.fps)))          # look for extra faces once a second
+    check_every = max(1, int(round(2 * info.fps)))      # look for extra faces every 2 s
 
     def worker(q: "queue.Queue") -> None:
-        counter = F.FaceCounter() if max_faces == 1 else None
+        counter = None
         try:
+            counter = F.FaceCounter() if max_faces == 1 else None
             with F.FaceTracker(max_faces=max_faces) as tracker:
                 while (item := q.get()) is not None:
                     start, frames = item
-                    lms, seen = [], []
-                    for k, small in enumerate(frames):
-                        lm, _ = tracker.process(small)
-                        seen.append(lm is not None)
-                        lms.append(lm / scale if lm is not None else np.full((F.N_LANDMARKS, 3), np.nan, np.float32))
-                        if counter is not None and (start + k) % check_every == 0 and counter(small) > 1:
+                    lm, seen, tracked = tracker.track_keyframes(frames, every)
+                    results[start] = (lm / scale, seen, tracked)
+                    for k in range(-start % check_every, len(frames), check_every):
+                        if counter is not None and counter(frames[k]) > 1:
                             several.set()
-                    results[start] = (lms, seen)
         except BaseException as e:        # surfaced in the main thread
             errors.append(e)
             while q.get() is not None:
@@ -97,7 +104,7 @@ def _track_pass(video: Path, info: media.VideoInfo, pack: Optional[JpegPackWrite
         t.start()
     n, pending = 0, []
     try:
-        for frame in media.read_frames(video):
+        for frame in media.read_frames(video, info=info):
             if pack is not None:
                 pack.add(frame)
             pending.append(cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
@@ -121,9 +128,9 @@ def _track_pass(video: Path, info: media.VideoInfo, pack: Optional[JpegPackWrite
         raise errors[0]
     if n == 0:
         raise MediaError(f"{video.name} has no decodable frames; it may be truncated. Export it again.")
-    lms = [lm for s in sorted(results) for lm in results[s][0]]
-    seen = [v for s in sorted(results) for v in results[s][1]]
-    return np.stack(lms).astype(np.float32), np.array(seen), several.is_set()
+    parts = [results[s] for s in sorted(results)]
+    lms, seen, tracked = (np.concatenate([p[i] for p in parts]) for i in range(3))
+    return lms.astype(np.float32), seen, tracked, several.is_set()
 
 
 def _check_faces(video: Path, lm_src: np.ndarray, has_face: np.ndarray) -> None:
@@ -184,9 +191,11 @@ class _NpyStream:
                                                       "shape": shape})
         self.rows, self.n, self.last = 0, shape[0], None
 
-    def write(self, rows: np.ndarray) -> None:
+    def write(self, rows: list[np.ndarray]) -> None:
+        """Rows as a list of arrays of the row shape (no stacking copy)."""
         rows = rows[: self.n - self.rows]
-        self.f.write(np.ascontiguousarray(rows).tobytes())
+        for r in rows:
+            self.f.write(np.ascontiguousarray(r).data)
         self.rows += len(rows)
         self.last = rows[-1:]
 
@@ -203,18 +212,18 @@ class _Motion:
         self.every, self.count = every, 0
         self.sums = np.zeros((2, 2, size, size))      # [before/after][sum/sum of squares]
 
-    def add(self, start: int, frames, depth, head, poses) -> None:
-        from .warp import o2c_grid, sample
-
+    def add(self, start: int, frames: list[np.ndarray], depth: np.ndarray, head: np.ndarray,
+            poses: np.ndarray) -> None:
         keep = [k for k in range(len(frames)) if (start + k) % self.every == 0]
         if not keep:
             return
-        grey = frames[keep].float().mean(1, keepdim=True)                       # (k, 1, S, S)
-        grid = o2c_grid(depth, head, poses[keep])
-        for j, img in enumerate((grey, sample(grey, grid))):
-            g = img[:, 0].double().numpy()
+        rgb = np.stack([frames[k] for k in keep]).astype(np.float32)
+        grey = (rgb[..., 0] + rgb[..., 1] + rgb[..., 2]) / 3                   # (k, S, S)
+        grids = G.o2c_map(depth, head, poses[keep])                              # (k, S, S, 2)
+        warped = np.stack([G.remap(g, grid) for g, grid in zip(grey, grids)])
+        for j, g in enumerate((grey, warped)):
             self.sums[j, 0] += g.sum(0)
-            self.sums[j, 1] += (g ** 2).sum(0)
+            self.sums[j, 1] += (g * g).sum(0)
         self.count += len(keep)
 
     def variances(self) -> tuple[np.ndarray, np.ndarray]:
@@ -228,30 +237,23 @@ def _stream_frames(video: Path, info: media.VideoInfo, crop: list[int], size: in
                    progress: ProgressFn, cancel: CancelToken, batch: int = 32) -> _Motion:
     """Second decode, through ffmpeg's crop and scale: write the working frames, warp each to
     canonical for the ground-truth mouth box, and gather motion statistics, all in one pass."""
-    import torch
-
-    from .warp import o2c_grid, sample
-
     _, _, w, h = box
     frames_out = _NpyStream(work / "frames.npy", (n, size, size, 3))
     mouths_out = _NpyStream(work / "mouth.npy", (n, h, w, 3))
-    motion = _Motion(n, size, every=max(1, n // 120))
-    d, m = torch.from_numpy(depth), torch.from_numpy(head)
+    motion = _Motion(n, size, every=max(1, n // MOTION_FRAMES))
     buf: list[np.ndarray] = []
 
     def flush(start: int) -> None:
-        arr = np.stack(buf)
-        frames_out.write(arr)
-        img = torch.from_numpy(arr).permute(0, 3, 1, 2).float()                  # (B, 3, S, S)
-        pose = torch.from_numpy(poses[start:start + len(arr)])
-        grid = o2c_grid(d, m, pose, box)                                         # (B, h, w, 2)
-        mouths_out.write(sample(img, grid).round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy())
-        motion.add(start, img, d, m, pose)
+        frames_out.write(buf)
+        pose = poses[start:start + len(buf)]
+        grids = G.o2c_map(depth, head, pose, box)                                # (B, h, w, 2)
+        mouths_out.write([G.remap(f, g) for f, g in zip(buf, grids)])
+        motion.add(start, buf, depth, head, pose)
         buf.clear()
 
     try:
         done = 0
-        for f in media.read_frames(video, vf=_crop_filter(crop, info, size), size=(size, size)):
+        for f in media.read_frames(video, vf=_crop_filter(crop, info, size), size=(size, size), info=info):
             if done + len(buf) >= n:
                 break
             buf.append(f)
@@ -268,25 +270,32 @@ def _stream_frames(video: Path, info: media.VideoInfo, crop: list[int], size: in
     return motion
 
 
-def _preload_torch() -> None:
-    """Import torch in a thread while the faces are tracked: its 2-3 s import would otherwise
-    stall the second pass, a large share of a short clip's prepare."""
-    import sys
-    import threading
-
-    if "torch" not in sys.modules:
-        threading.Thread(target=__import__, args=("torch",), daemon=True, name="preload-torch").start()
+def _speech(video: Path, info: media.VideoInfo, n: int, work: Path) -> None:
+    """audio.wav and the log-mel features (silence for a clip without audio)."""
+    if info.has_audio:
+        wave = media.read_audio(video)
+        media.write_wav(work / "audio.wav", wave)
+        mel = A.speech_features(wave)
+    else:
+        mel = A.speech_features(np.zeros(int(n / info.fps * A.SAMPLE_RATE), np.float32))
+    save_array(work / "mel.npy", mel)
 
 
 def prepare(video: Path | str, project_dir: Path | str, size: int = 256, force: bool = False,
-            progress: ProgressFn = no_progress, cancel: Optional[CancelToken] = None) -> Project:
-    """Turn a clip into a project folder; returns the opened Project."""
+            progress: ProgressFn = no_progress, cancel: Optional[CancelToken] = None,
+            track_every: int = TRACK_EVERY) -> Project:
+    """Turn a clip into a project folder; returns the opened Project.
+
+    track_every: run the face mesh on every k-th frame and interpolate between (1: every frame).
+    """
     from .diagnostics import write_diagnostics
 
     video, project_dir = Path(video), Path(project_dir)
     cancel = ensure_token(cancel)
     if size not in (256, 512):
         raise ProjectError(f"working size {size} is not supported; use 256 or 512.")
+    if track_every < 1:
+        raise ProjectError(f"--track-every must be 1 or more (got {track_every}).")
     t0 = time.perf_counter()
     clock = _StageClock()
     progress(Progress("probe", 0, 1, f"reading {video.name}"))
@@ -304,15 +313,14 @@ def prepare(video: Path | str, project_dir: Path | str, size: int = 256, force: 
     work = Path(tempfile.mkdtemp(prefix=f".{project_dir.name}.preparing-", dir=project_dir.parent))
     try:
         clock.start()
-        _preload_torch()
         pack = JpegPackWriter(work / "originals")
-        lm_src, has_face, many = _track_pass(video, info, pack, progress, cancel, max_faces=1)
+        lm_src, has_face, tracked, many = _track_pass(video, info, pack, progress, cancel, 1, track_every)
         n = pack.close()
         if many:            # another face appeared: track again choosing the largest face
-            lm_src, has_face, _ = _track_pass(video, info, None, progress, cancel, max_faces=3)
+            lm_src, has_face, tracked, _ = _track_pass(video, info, None, progress, cancel, 3, track_every)
         clock.stop("decode+faces")
         n = min(n, len(has_face))
-        lm_src, has_face = lm_src[:n], has_face[:n]
+        lm_src, has_face, tracked = lm_src[:n], has_face[:n], tracked[:n]
         if n / info.fps < MIN_SECONDS:
             raise MediaError(f"{video.name} has only {n / info.fps:.1f} s of decodable video; at least "
                              f"{MIN_SECONDS:.0f} s is needed.")
@@ -332,25 +340,21 @@ def prepare(video: Path | str, project_dir: Path | str, size: int = 256, force: 
         box = G.mouth_box(canon, size)
         clock.stop("pose+geometry")
 
-        clock.start()
-        motion = _stream_frames(video, info, crop, size, n, work, depth, head_mask, poses, box, progress, cancel)
-        clock.stop("frames+mouths")
-
-        clock.start()
-        progress(Progress("audio", 0, 1, "computing speech features"))
-        if info.has_audio:
-            wave = media.read_audio(video)
-            media.write_wav(work / "audio.wav", wave)
-            mel = A.speech_features(wave)
-        else:
-            mel = A.speech_features(np.zeros(int(n / info.fps * A.SAMPLE_RATE), np.float32))
-        save_array(work / "mel.npy", mel)
-        clock.stop("audio")
+        # The speech features are made beside the second pass, which leaves a core mostly idle.
+        with ThreadPoolExecutor(1) as pool:
+            speech = pool.submit(_speech, video, info, n, work)
+            clock.start()
+            motion = _stream_frames(video, info, crop, size, n, work, depth, head_mask, poses, box, progress, cancel)
+            clock.stop("frames+mouths")
+            clock.start()
+            progress(Progress("audio", 0, 1, "computing speech features"))
+            speech.result()
+            clock.stop("audio")
 
         lm_out = lm.copy()
         lm_out[~has_face] = np.nan
         for name, arr in [("landmarks", lm_out), ("has_face", has_face), ("poses", poses),
-                          ("fit_residual", resid), ("depth", depth), ("head_mask", head_mask),
+                          ("fit_residual", resid), ("tracked", tracked), ("depth", depth), ("head_mask", head_mask),
                           ("face_mask", face_mask)]:
             save_array(work / f"{name}.npy", arr)
 
@@ -372,7 +376,10 @@ def prepare(video: Path | str, project_dir: Path | str, size: int = 256, force: 
             audio={"sample_rate": A.SAMPLE_RATE, "hop": A.HOP, "n_mels": A.N_MELS, "window": A.WINDOW,
                    "mel_rate": A.MEL_RATE},
             stats={"faces_found": int(has_face.sum()), "face_coverage": float(has_face.mean()),
-                   "residual_mean_px": float(np.nanmean(resid)), "residual_max_px": float(np.nanmax(resid)),
+                   "frames_tracked": int(tracked.sum()),
+                   # on the frames the mesh ran on: interpolated ones would flatter the fit
+                   "residual_mean_px": float(np.nanmean(resid[tracked])),
+                   "residual_max_px": float(np.nanmax(resid[tracked])),
                    "prepare_seconds": seconds, "stage_seconds": clock.wall, "stage_cpu_seconds": clock.cpu, "warnings": warnings,
                    "several_faces": bool(many), **motion_stats},
             schema_version=SCHEMA_VERSION)

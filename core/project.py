@@ -6,6 +6,7 @@ project/
   originals.bin/.idx  full-resolution source frames as JPEG, random access
   landmarks.npy       (N, 478, 3) float32 working-crop pixels, NaN where no face
   has_face.npy        (N,) bool
+  tracked.npy         (N,) bool: the face mesh ran on this frame (others are interpolated)
   poses.npy           (N, 3, 4) float32 canonical -> observed similarity (core.warp)
   fit_residual.npy    (N,) float32 mean rigid-fit residual in px
   depth.npy           (S, S) float32 canonical depth, head_mask.npy / face_mask.npy (S, S)

@@ -2,7 +2,10 @@
 
   lip    LipField (mouth loss, Eq. 7) + Gamem depth (Eq. 9)
   blend  + Blend-Net on the pasted mouth region (face loss, Eq. 8), black-hole augmentation
-  sync   Blend-Net frozen; contrastive sync loss (Eq. 6) from core.sync when it is present
+  sync   the blend stage's step, plus the contrastive sync loss (Eq. 6) on a few 5-frame
+         windows, from core.sync when it is present. The paper freezes Blend-Net here
+         after 100k steps; with budgets a hundred times shorter Blend-Net has not
+         converged by then, and freezing it cost held-out LMD (bench/sync.py)
 
 Stages split the budget (steps, or minutes) by config.train.stage_split. Frames
 stream from the project's memory-mapped arrays, so RAM stays flat whatever the
@@ -413,21 +416,9 @@ def _step_loss(model, data: ClipData, cfg: EngineConfig, stage: str, recon: Reco
     """The loss of one step in `stage`; returns (loss, dict of its parts as floats)."""
     tc = cfg.train
     parts: dict[str, float] = {}
-    if stage == "sync":
-        # Centres of 5-frame windows; each sample renders its 5 consecutive mouths.
-        nb = max(2, tc.batch // 4)
-        centre = data.sync_idx[torch.randint(len(data.sync_idx), (nb,), generator=gen).numpy()]
-        idx = (centre[:, None] + np.arange(-2, 3)[None]).reshape(-1)                 # (nb * 5,)
-    else:
-        idx = data.train_idx[torch.randint(len(data.train_idx), (tc.batch,), generator=gen).numpy()]
+    idx = data.train_idx[torch.randint(len(data.train_idx), (tc.batch,), generator=gen).numpy()]
     mel = data.windows(idx, gen)
-    t = data.times(idx, gen)
-    cond = model.lip.condition(mel, t)
-    if tc.continuous_sampling:
-        query = lambda x: model.lip.decode(model.lip.embed(x), cond, model.lip.base(x))
-        fake = continuous_sample(query, len(idx), *shape, device=cond.device, generator=gen)
-    else:
-        fake = model.lip.render(mel, t, *shape)
+    fake = _render_mouths(model, data, cfg, mel, idx, gen, shape)
     real = data.mouths(idx, shape)
     loss_mouth, p = recon(fake, real)
     parts.update({f"mouth_{k}": v for k, v in p.items()})
@@ -439,7 +430,7 @@ def _step_loss(model, data: ClipData, cfg: EngineConfig, stage: str, recon: Reco
     parts["depth"] = float(loss_depth.detach())
     loss = loss + tc.w_depth * loss_depth
 
-    if stage == "blend":
+    if stage in ("blend", "sync"):
         nb = min(len(idx), cfg.blend.batch)
         poses = data.poses[idx[:nb]]
         origins = model.region_origin(poses)
@@ -453,16 +444,38 @@ def _step_loss(model, data: ClipData, cfg: EngineConfig, stage: str, recon: Reco
         loss_face, p = recon(out, region)
         parts.update({f"face_{k}": v for k, v in p.items()})
         loss = loss + tc.w_face * loss_face
-    elif stage == "sync":
-        nb = len(idx) // 5
-        gen5 = fake.view(nb, 5, *fake.shape[1:])                                     # (nb, 5, 3, h, w)
-        mel_pos = mel.view(nb, 5, *mel.shape[1:])[:, 2]                              # (nb, window, mels)
-        neg = _negatives(data, idx.reshape(nb, 5)[:, 2], tc.sync_negatives, gen)     # (nb, K)
-        mel_neg = data.windows(neg.reshape(-1), gen).view(nb, tc.sync_negatives, *mel.shape[1:])
-        loss_sync = sync.contrastive_sync_loss(expert, gen5, mel_pos, mel_neg)
+    if stage == "sync":
+        loss_sync = _sync_term(model, data, cfg, gen, shape, sync, expert)
         parts["sync"] = float(loss_sync.detach())
         loss = loss + tc.w_sync * loss_sync
     return loss, parts
+
+
+def _render_mouths(model, data: ClipData, cfg: EngineConfig, mel: torch.Tensor, idx: np.ndarray,
+                   gen: torch.Generator, shape: tuple[int, int]) -> torch.Tensor:
+    """(B, 3, h, w) generated canonical mouths of frames idx (continuous sampling when configured)."""
+    t = data.times(idx, gen)
+    cond = model.lip.condition(mel, t)
+    if cfg.train.continuous_sampling:
+        query = lambda x: model.lip.decode(model.lip.embed(x), cond, model.lip.base(x))
+        return continuous_sample(query, len(idx), *shape, device=cond.device, generator=gen)
+    return model.lip.render(mel, t, *shape)
+
+
+def _sync_term(model, data: ClipData, cfg: EngineConfig, gen: torch.Generator, shape: tuple[int, int],
+               sync, expert) -> torch.Tensor:
+    """Eq. 6 on a few windows of 5 consecutive generated mouths against their audio and unsynced audio."""
+    tc = cfg.train
+    nb = max(2, tc.batch // 4)
+    centre = data.sync_idx[torch.randint(len(data.sync_idx), (nb,), generator=gen).numpy()]
+    idx = (centre[:, None] + np.arange(-2, 3)[None]).reshape(-1)                   # (nb * 5,)
+    mel = data.windows(idx, gen)
+    gen5 = _render_mouths(model, data, cfg, mel, idx, gen, shape)
+    gen5 = gen5.view(nb, 5, *gen5.shape[1:])                                       # (nb, 5, 3, h, w)
+    mel_pos = mel.view(nb, 5, *mel.shape[1:])[:, 2]                                # (nb, window, mels)
+    neg = _negatives(data, centre, tc.sync_negatives, gen)                         # (nb, K)
+    mel_neg = data.windows(neg.reshape(-1), gen).view(nb, tc.sync_negatives, *mel.shape[1:])
+    return sync.contrastive_sync_loss(expert, gen5, mel_pos, mel_neg)
 
 
 def _negatives(data: ClipData, centre: np.ndarray, k: int, gen: torch.Generator) -> np.ndarray:

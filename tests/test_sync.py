@@ -157,3 +157,33 @@ def test_audio_delay_moves_the_generated_mouth_curve(trained):  # noqa: F811
     corr = [np.mean(a[max(0, -k):len(a) - max(0, k)] * b[max(0, k):len(b) - max(0, -k)]) for k in lags]
     best = int(lags[int(np.argmax(corr))])
     assert abs(best - 5) <= 1, (best, np.round(corr, 2))
+
+
+def test_the_sync_stage_adds_eq6_and_keeps_training_blend_net(expert_run):
+    """With a saved expert the last stage adds the sync loss to the blend stage's step:
+    Blend-Net goes on learning (with a short budget it has not converged by then)."""
+    from engine_fixtures import tiny_config
+    from speech2lip.core.checkpoint import load_model
+    from speech2lip.core.jobs import Cancelled, CancelToken
+    from speech2lip.core.train import train
+
+    p, _, _ = expert_run
+    cfg = tiny_config(**{"train.stage_split": [0.3, 0.3, 0.4]})
+    seen, token = [], CancelToken()
+
+    def report(r):
+        if r.stage == "train":
+            seen.append(r.data)
+            if r.data["step"] == 7:                  # one step into the sync stage
+                token.cancel()
+    with pytest.raises(Cancelled):
+        train(p.root, steps=10, device="cpu", config=cfg, progress=report, cancel=token)
+    before = load_model(p)[0].blend.state_dict()
+    result = train(p.root, steps=10, device="cpu", resume=True, progress=report)
+    assert result["sync_stage"] and result["steps"] == 10
+    assert [d["stage"] for d in seen] == ["lip"] * 3 + ["blend"] * 3 + ["sync"] * 4
+    for d in seen[-4:]:
+        assert np.isfinite(d["losses"]["sync"]) and d["losses"]["sync"] > 0
+        assert any(k.startswith("face_") for k in d["losses"]), d["losses"]
+    after = load_model(p)[0].blend.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in after if after[k].is_floating_point())
