@@ -208,9 +208,11 @@ class FaceTracker:
             return any(np.abs(thumbs[i] - thumbs[i + 1]).mean() > CUT for i in range(a, b))
 
         keys = sorted(set(range(0, n, max(1, every))) | {n - 1}) if n else []
-        for i in keys:
-            run(i)
+        if keys:
+            run(keys[0])
+        # In time order, so the mesh starts each frame from a neighbour's result.
         for a, b in zip(keys, keys[1:]):
+            run(b)
             if b - a < 2:
                 continue
             if seen[a] and seen[b] and _still(lm[a], lm[b]) and not cut(a, b):
