@@ -237,11 +237,7 @@ class Gamem(nn.Module):
             r = x - (m * fwd + (1 - m) * u)
             jac = lin[:, None, None] + a[:, None, None, :, None] * dm[..., None, 2:4]   # (B, gh, gw, 2, 2)
             jac = m[..., None] * jac + (1 - m[..., None]) * eye
-            j00, j01, j10, j11 = jac[..., 0, 0], jac[..., 0, 1], jac[..., 1, 0], jac[..., 1, 1]
-            det = j00 * j11 - j01 * j10
-            det = torch.where(det.abs() < 1e-3, torch.full_like(det, 1e-3), det)
-            step = torch.stack([j11 * r[..., 0] - j01 * r[..., 1], j00 * r[..., 1] - j10 * r[..., 0]], -1) / det[..., None]
-            u = u + step.clamp(-4.0, 4.0)
+            u = u + warp.newton_step(jac, r)
         if (gh, gw) == (rh, rw):
             return u
         return F.interpolate(u.permute(0, 3, 1, 2), size=(rh, rw), mode="bilinear",

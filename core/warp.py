@@ -49,6 +49,15 @@ def o2c_grid(depth: torch.Tensor, head_mask: torch.Tensor, poses: torch.Tensor,
     return m * obs[..., :2] + (1 - m) * uv[None]
 
 
+def newton_step(jac: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """jac^-1 r for (..., 2, 2) Jacobians and (..., 2) residuals, capped at 4 px so folds cannot blow up."""
+    j00, j01, j10, j11 = jac[..., 0, 0], jac[..., 0, 1], jac[..., 1, 0], jac[..., 1, 1]
+    det = j00 * j11 - j01 * j10
+    det = torch.where(det.abs() < 1e-3, torch.full_like(det, 1e-3), det)
+    step = torch.stack([j11 * r[..., 0] - j01 * r[..., 1], j00 * r[..., 1] - j10 * r[..., 0]], -1) / det[..., None]
+    return step.clamp(-4.0, 4.0)
+
+
 def c2o_grid(depth: torch.Tensor, head_mask: torch.Tensor, poses: torch.Tensor, iters: int = 8) -> torch.Tensor:
     """Where each observed pixel lies in canonical space: the inverse of o2c_grid.
 
@@ -73,11 +82,7 @@ def c2o_grid(depth: torch.Tensor, head_mask: torch.Tensor, poses: torch.Tensor, 
         m = g[..., 2:3, None]
         jac = lin[:, None, None] + a[:, None, None, :, None] * g[..., None, :2]   # (B, S, S, 2, 2)
         jac = m * jac + (1 - m) * eye
-        j00, j01, j10, j11 = jac[..., 0, 0], jac[..., 0, 1], jac[..., 1, 0], jac[..., 1, 1]
-        det = j00 * j11 - j01 * j10
-        det = torch.where(det.abs() < 1e-3, torch.full_like(det, 1e-3), det)
-        step = torch.stack([j11 * r[..., 0] - j01 * r[..., 1], j00 * r[..., 1] - j10 * r[..., 0]], -1) / det[..., None]
-        u = u + step.clamp(-4.0, 4.0)
+        u = u + newton_step(jac, r)
     return u
 
 
