@@ -108,7 +108,7 @@ def zero_loss_module():
 
 
 BRANCHES = {"with": "the sync stage with Eq. 6", "without": "no sync stage (Blend-Net's stage continues)",
-            "zero": "the sync stage with Eq. 6 weighted 0 (same batches, Blend-Net frozen)"}
+            "zero": "the sync stage with Eq. 6 weighted 0 (same schedule and batches, no sync gradient)"}
 
 
 def ablation(src: Path, budget: int, keep: Path | None, device: str, w_sync: float | None = None,
