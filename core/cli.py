@@ -88,8 +88,9 @@ def cmd_prepare(args) -> int:
     from .prepare import prepare
 
     t = time.perf_counter()
+    extra = {} if args.track_every is None else {"track_every": args.track_every}
     project = run_job(prepare, Path(args.video), Path(args.project), size=args.size, force=args.force,
-                      track_every=args.track_every, quiet=args.quiet)
+                      quiet=args.quiet, **extra)
     m = project.manifest
     s = m.stats
     print(f"prepared {project.root}")
@@ -116,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--project", required=True, help="folder to create (must be empty unless --force)")
     p.add_argument("--size", type=int, choices=(256, 512), default=256, help="working crop size")
     p.add_argument("--force", action="store_true", help="replace an existing project folder")
-    p.add_argument("--track-every", type=int, default=2, metavar="K",
+    p.add_argument("--track-every", type=int, metavar="K",
                    help="run the face mesh on every K-th frame and interpolate between when the face is still "
                         "(default 2; 1 tracks every frame, about 1.4x slower)")
     p.set_defaults(func=cmd_prepare)

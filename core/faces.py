@@ -63,7 +63,7 @@ def _mediapipe():
 
     Its package __init__ imports them, and they import matplotlib.pyplot: half a second
     of a short clip's prepare, for pictures this program never draws with them. Each is
-    registered as a stand-in module that imports the real one on first attribute access.
+    registered as a deferred module that imports the real one on first attribute access.
     """
     import sys
 
@@ -81,15 +81,15 @@ def _defer_drawing_modules() -> None:
 
     for name in ("drawing_utils", "drawing_styles"):
         full = f"mediapipe.python.solutions.{name}"
-        stub = types.ModuleType(full)
+        deferred = types.ModuleType(full)
 
-        def load(attr: str, full: str = full, stub: types.ModuleType = stub):
-            if sys.modules.get(full) is stub:
+        def load(attr: str, full: str = full, deferred: types.ModuleType = deferred):
+            if sys.modules.get(full) is deferred:
                 del sys.modules[full]
             return getattr(importlib.import_module(full), attr)
 
-        stub.__getattr__ = load
-        sys.modules.setdefault(full, stub)
+        deferred.__getattr__ = load
+        sys.modules.setdefault(full, deferred)
     import mediapipe
 
     for name in ("drawing_utils", "drawing_styles"):
@@ -225,15 +225,9 @@ class FaceTracker:
         return lm, seen, tracked
 
     def track(self, frames: Iterable[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """Landmarks (N, 478, 3), NaN where no face, and has_face (N,)."""
-        out, seen = [], []
-        for f in frames:
-            lm, _ = self.process(f)
-            seen.append(lm is not None)
-            out.append(lm if lm is not None else np.full((N_LANDMARKS, 3), np.nan, np.float32))
-        if not out:
-            return np.zeros((0, N_LANDMARKS, 3), np.float32), np.zeros(0, bool)
-        return np.stack(out), np.array(seen)
+        """Landmarks (N, 478, 3) of every frame, NaN where no face, and has_face (N,)."""
+        lm, seen, _ = self.track_keyframes(list(frames), every=1)
+        return lm, seen
 
 
 class FaceCounter:
