@@ -67,7 +67,7 @@ class ClipPanel(QFrame):
         self.values["File"].setText(c.name)
         self.values["File"].setToolTip(c.path)
         self.values["Starts at"].setText(m.timecode(c.start))
-        self.values["Length"].setText(f"{c.length / m.fps:.2f} s ({c.length} frames)")
+        self.values["Length"].setText(m.length_text(c.length))
         self.values["From file at"].setText(f"{c.src_in / m.fps:.2f} s")
         db = 20 * math.log10(c.gain) if c.gain > 0 else GAIN_MIN_DB
         self.gain.blockSignals(True)

@@ -19,6 +19,7 @@ from speech2lip.core.project import Project
 from . import studio_state, theme
 from .clip_panel import ClipPanel
 from .errors import show_error
+from .keys import key_sequences
 from .model.editor import EditorModel
 from .playback import Playback
 from .pose_panel import PosePanel
@@ -26,8 +27,10 @@ from .preview import PreviewViewer
 from .render_service import PreviewService
 from .timeline_view import Timeline
 from .transport import TransportBar, tool
-from .widgets import label
+from .widgets import elided, label
 from .worker import HIGH, Job
+
+AUTOSAVE_MS = 1500       # a moment after the last edit: a burst of edits is written once
 
 SHORTCUTS = [
     ("Space", "play / pause"), ("← / →", "previous / next frame"), ("Shift+← / →", "10 frames back / on"),
@@ -36,7 +39,7 @@ SHORTCUTS = [
     ("Ctrl+B", "split clip at playhead"), ("Delete", "delete selected clip or keyframe"),
     ("Ctrl+Z / Ctrl+Shift+Z", "undo / redo"), ("Ctrl+wheel", "zoom the timeline"),
     ("\\", "A/B: original vs dubbed"), ("Z", "zoom to the mouth"), ("Ctrl+I", "add audio"),
-    ("Ctrl+E", "export"),
+    ("Ctrl+E", "export"), ("Ctrl+S", "save now (edits are also saved automatically)"),
 ]
 
 
@@ -123,8 +126,21 @@ class EditorPage(QWidget):
         self.playback.state_changed.connect(self._playing)
         self.playback.dropped.connect(lambda n: self._status())
         self.service.frame_ready.connect(lambda f: self._status())
+        self.model.events.clips.connect(lambda e: self._status())
         self.service.failed.connect(self._render_failed)
         self.model.events.playhead.connect(self._follow)
+        cache = self.service.cache        # bounded by the Preferences figure; keeps frames near the playhead
+        cache.set_limit(ctx.settings.preview_cache_mb() * 2**20)
+        cache.is_live = lambda key: key[0] == self.model.mix_revision
+        self.model.events.playhead.connect(lambda e: cache.set_focus(e.frame))
+        for name in ("clips", "sources"):       # an audio edit makes every older frame unreachable
+            getattr(self.model.events, name).connect(lambda e: cache.prune())
+        self.autosave = QTimer(self)
+        self.autosave.setSingleShot(True)
+        self.autosave.setInterval(AUTOSAVE_MS)
+        self.autosave.timeout.connect(self.save_session)
+        self.model.events.dirty.connect(lambda e: self._schedule_save())
+        self.save_error = ""
         self._restore_session()
         self._fitted = False
         self.viewer.refresh()
@@ -155,8 +171,8 @@ class EditorPage(QWidget):
         fit.setText("Fit")
         fit.setToolTip("Show the whole timeline")
         fit.clicked.connect(self.view.fit)
-        self.range_label = label("", "caption")
-        hint = label("Drop audio files here, or use + to add speech", "caption")
+        self.range_label = elided("", "caption")
+        hint = elided("Drop audio files here, or use + to add speech", "caption")
         for w in (self.add_btn, self.split_btn, self.del_btn, self.undo_btn, self.redo_btn, self.magnet_btn):
             lay.addWidget(w)
         lay.addSpacing(12)
@@ -205,13 +221,13 @@ class EditorPage(QWidget):
         self.actions_by_name: dict[str, QAction] = {}
         for text, key, slot, icon_name in spec:
             a = QAction(theme.icon(icon_name) if icon_name else theme.icon(""), text, self)
-            a.setShortcut(QKeySequence(key))
+            a.setShortcuts(key_sequences(key))
             a.setShortcutContext(Qt.WidgetWithChildrenShortcut)
             a.triggered.connect(slot)
             self.addAction(a)
             self.actions_by_name[text] = a
-        redo = self.actions_by_name["Redo"]
-        redo.setShortcuts([QKeySequence.Redo, QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
+        # Ctrl+Shift+Z is advertised everywhere; Redo's platform keys may already hold it (X11) or not.
+        self.actions_by_name["Redo"].setShortcuts(key_sequences(QKeySequence.Redo, "Ctrl+Shift+Z", "Ctrl+Y"))
         self.transport.ab_btn.toggled.connect(self.viewer.set_compare)
         self.transport.zoom_btn.toggled.connect(self.viewer.set_mouth_zoom)
 
@@ -292,8 +308,25 @@ class EditorPage(QWidget):
         if missing:
             self.transport.info.setText(f"{len(missing)} audio file(s) of this session are missing")
 
-    def save_session(self) -> None:
-        studio_state.update(self.project.root, session=self.model.to_json())
+    def _schedule_save(self) -> None:
+        if self.model.dirty and not self._closed:
+            self.autosave.start()          # restarts: saves once the edits pause
+        else:
+            self.autosave.stop()
+
+    def save_session(self) -> bool:
+        """Write the session into the project (atomically); True when it is on disk."""
+        self.autosave.stop()
+        rev = self.model.edit_revision
+        try:
+            studio_state.update(self.project.root, session=self.model.to_json())
+        except OSError as e:        # a full or read-only disk: say so, keep the edits marked unsaved
+            self.save_error = f"Not saved: {e.strerror or e}"
+            self.model.events.dirty(dirty=True)
+            return False
+        self.save_error = ""
+        self.model.mark_saved(rev)
+        return True
 
     def close_session(self) -> None:
         if self._closed:
@@ -301,6 +334,7 @@ class EditorPage(QWidget):
         self.playback.pause()
         self.save_session()
         self._closed = True
+        self.autosave.stop()
         self.service.close()
         self.ctx.settings.save_state("editor/split", self.split.saveState())
         self.ctx.settings.save_state("editor/top", self.top.saveState())
@@ -348,13 +382,16 @@ class EditorPage(QWidget):
         if self._closed:
             return
         s = self.service
-        parts = [f"{len(s.cache)} frames cached"]
+        parts = [f"{len(s.cache)} frames cached ({s.cache.nbytes / 2**20:.0f} of {s.cache.max_bytes / 2**20:.0f} MB)"]
         if s.last_render_ms:
             parts.append(f"{s.last_render_ms:.0f} ms/frame")
         if self.playback.playing and self.playback.frames_dropped:
             parts.append(f"{self.playback.frames_dropped} dropped")
         if not self.playback.audio.available:
             parts.append("no audio device: silent playback")
+        over = self.view.ruler.overlaps
+        if over:
+            parts.insert(0, f"A1 and A2 overlap at {self.model.timecode(over[0][0])}: mixed")
         self.transport.info.setText(" · ".join(parts))
 
     def _render_failed(self, exc: BaseException, tb: str) -> None:

@@ -1,4 +1,4 @@
-"""The export dialog: range, size, quality, output path; progress with cancel; "Show in folder"."""
+"""The export dialog: range, size, quality, sound bitrate, output path; progress with cancel; "Show in folder"."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,7 +14,7 @@ from speech2lip.core.project import Project
 
 from . import theme
 from .errors import show_error
-from .export_job import QUALITIES, ExportSettings, export
+from .export_job import AUDIO_BITRATES, DEFAULT_AUDIO_BITRATE, QUALITIES, ExportSettings, export
 from .model.editor import EditorModel
 from .widgets import hbox, label
 from .worker import HIGH, Job
@@ -22,7 +22,7 @@ from .worker import HIGH, Job
 
 def default_output(project: Project) -> Path:
     base = Path.home() / "Videos"
-    base = base if base.is_dir() else project.root / "exports"
+    base = base if base.is_dir() else project.exports
     stem, n = f"{project.root.name}_dub", 1
     path = base / f"{stem}.mp4"
     while path.exists():
@@ -64,6 +64,11 @@ class ExportDialog(QDialog):
         for q in QUALITIES:
             self.quality.addItem(q, q)
         self.quality.setCurrentText("High")
+        self.audio_bitrate = QComboBox()
+        self.audio_bitrate.setObjectName("exportAudioBitrate")
+        for kbps in AUDIO_BITRATES:
+            self.audio_bitrate.addItem(f"{kbps} kb/s AAC", kbps)
+        self.audio_bitrate.setCurrentIndex(AUDIO_BITRATES.index(DEFAULT_AUDIO_BITRATE))
         self.path = QLineEdit(str(default_output(project)))
         self.path.setObjectName("exportPath")
         browse = QToolButton()
@@ -80,8 +85,10 @@ class ExportDialog(QDialog):
         grid.addWidget(self.size, 2, 1)
         grid.addWidget(label("Quality", "caption"), 3, 0)
         grid.addWidget(self.quality, 3, 1)
-        grid.addWidget(label("Save as", "caption"), 4, 0)
-        grid.addLayout(hbox(self.path, browse), 4, 1)
+        grid.addWidget(label("Sound", "caption"), 4, 0)
+        grid.addWidget(self.audio_bitrate, 4, 1)
+        grid.addWidget(label("Save as", "caption"), 5, 0)
+        grid.addLayout(hbox(self.path, browse), 5, 1)
         grid.setColumnStretch(1, 1)
 
         self.bar = QProgressBar()
@@ -112,28 +119,22 @@ class ExportDialog(QDialog):
     def settings(self) -> ExportSettings:
         start, stop = self.model.range() if self.inout.isChecked() else (0, self.model.duration)
         return ExportSettings(Path(self.path.text().strip()).expanduser(), start, stop,
-                              self.size.currentData(), self.quality.currentData())
+                              self.size.currentData(), self.quality.currentData(),
+                              int(self.audio_bitrate.currentData()))
 
     def start(self) -> Optional[Job]:
         if self.job is not None and self.job.is_active:
             return None
         s = self.settings()
         m = self.model
-        wave = m.mix(s.start, s.stop)
-        track = None
-        if m.keyframes:
-            from speech2lip.core.pose import PoseKey, PoseTrack
-
-            # Shifted, not cut: keys outside the range still shape the curve inside it.
-            track = PoseTrack([PoseKey(f - s.start, *p) for f, p in m.keyframes.items()])
-        start_frame = int(m.background([s.start])[0])
-        self.job = Job("export", export, str(self.project.root), wave, s, start_frame, pose_track=track,
+        # The preview's plan: the whole timeline's mix and keyframes; the export renders s.start..s.stop of it.
+        self.job = Job("export", export, str(self.project.root), m.mix(), s, pose_track=m.pose_track(),
                        checkpoint=self.checkpoint)
         self.job.progress.connect(self._progress)
         self.job.succeeded.connect(self._done)
         self.job.failed.connect(self._failed)
         self.job.cancelled.connect(self._cancelled)
-        for w in (self.whole, self.inout, self.size, self.quality, self.path, self.export_btn):
+        for w in (self.whole, self.inout, self.size, self.quality, self.audio_bitrate, self.path, self.export_btn):
             w.setEnabled(False)
         self.status.setText("Waiting for the engine…" if self.ctx.engine.busy else "Starting…")
         self.show_btn.setVisible(False)
@@ -165,7 +166,7 @@ class ExportDialog(QDialog):
         self.job = None
         self.bar.setValue(0)
         self.status.setText(text)
-        for w in (self.whole, self.size, self.quality, self.path, self.export_btn):
+        for w in (self.whole, self.size, self.quality, self.audio_bitrate, self.path, self.export_btn):
             w.setEnabled(True)
         has_range = self.model.in_point is not None or self.model.out_point is not None
         self.inout.setEnabled(has_range)

@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QGridLayout, QLineEdit, Q
 from . import theme
 from .errors import show_error
 from .inspect_clip import ClipReport, inspect_clip
+from .model.formats import duration_text
 from .widgets import ImageView, hbox, label, panel, vbox
 from .worker import HIGH, Job
 
@@ -125,8 +126,7 @@ class ImportPage(QWidget):
         if r.face_box:
             x0, y0, x1, y1 = r.face_box
             self.view.set_boxes([(QRectF(x0, y0, x1 - x0, y1 - y0), QColor("#4fc37a"), "face")])
-        mins, secs = divmod(info.duration, 60)
-        self.facts["Duration"].setText(f"{int(mins)}:{secs:04.1f}  ({info.n_frames} frames)")
+        self.facts["Duration"].setText(duration_text(info.n_frames, info.fps))
         self.facts["Frame rate"].setText(f"{info.fps:.3g} fps")
         self.facts["Resolution"].setText(f"{info.width} × {info.height}" +
                                          (f"  (rotated {info.rotation}°)" if info.rotation else ""))

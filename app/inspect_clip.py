@@ -17,7 +17,7 @@ from speech2lip.core.errors import MediaError
 from speech2lip.core.jobs import CancelToken, Progress, ProgressFn, ensure_token, no_progress
 
 SAMPLES = 24
-SHORT_CLIP_S = 20.0          # below this, quality suffers (DESIGN: 20 s to a few minutes)
+SHORT_CLIP_S = 20.0          # below this, quality suffers (docs/architecture.md: 20 s to a few minutes)
 LOW_COVERAGE = 0.8
 
 

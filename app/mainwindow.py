@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from PySide6.QtCore import QSize, QUrl
+from PySide6.QtCore import QSize, Qt, QUrl
 from PySide6.QtGui import QAction, QDesktopServices, QIcon, QKeySequence
 from PySide6.QtWidgets import (QButtonGroup, QFileDialog, QFrame, QHBoxLayout, QLabel, QMainWindow, QMessageBox,
                                QStackedWidget, QToolButton, QVBoxLayout, QWidget)
@@ -20,10 +20,12 @@ from speech2lip.core.project import Project
 from . import studio_state, theme
 from .errors import show_error
 from .import_page import ImportPage
+from .keys import key_sequences
 from .prepare_page import PreparePage
 from .settings import AppSettings
 from .start_page import StartPage
 from .train_page import TrainPage
+from .widgets import ElidedLabel
 from .worker import JobQueue
 
 VIDEO_EXT = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts", ".mts"}
@@ -49,6 +51,7 @@ class MainWindow(QMainWindow):
         self.ctx = AppContext(settings or AppSettings())
         self.project: Optional[Project] = None
         self.editor = None
+        self._stop_training_on_close = False
         self.setWindowTitle("Speech2Lip Studio")
         self.setWindowIcon(theme.logo())
         self.setAcceptDrops(True)
@@ -69,7 +72,7 @@ class MainWindow(QMainWindow):
         lay.addWidget(self._header())
         lay.addWidget(self.stack, 1)
         self.setCentralWidget(central)
-        self.job_label = QLabel("")
+        self.job_label = ElidedLabel("")
         self.statusBar().addPermanentWidget(self.job_label)
         self._menus()
         self._wire()
@@ -112,7 +115,11 @@ class MainWindow(QMainWindow):
         lay.addStretch(1)
         self.project_label = QLabel("")
         self.project_label.setStyleSheet("color: #8d909a;")
+        self.saved_label = QLabel("")
+        self.saved_label.setObjectName("savedMarker")
+        self.saved_label.setStyleSheet("color: #8d909a; padding-left: 8px;")
         lay.addWidget(self.project_label)
+        lay.addWidget(self.saved_label)
         return bar
 
     def _menus(self) -> None:
@@ -122,8 +129,10 @@ class MainWindow(QMainWindow):
         self._act(f, "Open project…", QKeySequence.Open, self.choose_project, "folder")
         self.recent_menu = f.addMenu("Open recent")
         self.recent_menu.aboutToShow.connect(self._fill_recent)
+        self.save_act = self._act(f, "Save", QKeySequence.Save, self.save)
         f.addSeparator()
         self._act(f, "Show project folder", None, self.show_project_folder)
+        self._act(f, "Preferences…", QKeySequence.Preferences, self.preferences)
         self.close_act = self._act(f, "Close project", QKeySequence.Close, self.close_project)
         f.addSeparator()
         self._act(f, "Quit", QKeySequence.Quit, self.close)
@@ -139,7 +148,7 @@ class MainWindow(QMainWindow):
     def _act(self, menu, text, key, slot, icon_name: Optional[str] = None) -> QAction:
         a = QAction(theme.icon(icon_name) if icon_name else QIcon(), text, self)
         if key is not None:
-            a.setShortcut(QKeySequence(key))
+            a.setShortcuts(key_sequences(key))
         a.triggered.connect(slot)
         menu.addAction(a)
         return a
@@ -194,11 +203,35 @@ class MainWindow(QMainWindow):
         self.step_buttons["train"].setEnabled(has_project)
         self.step_buttons["dub"].setEnabled(bool(trained))
         self.eval_act.setEnabled(bool(trained))
-        self.report_act.setEnabled(has_project and (self.project.root / "eval" / "report.html").is_file())
+        self.report_act.setEnabled(has_project and self.project.report_path.is_file())
         self.close_act.setEnabled(has_project)
-        name = self.project.root.name if has_project else ""
+        self.save_act.setEnabled(has_project)
+        # On the import page the header names no project: a new clip is being looked at, and an import
+        # that fails must not leave the previous project's name there.
+        importing = self.stack.currentWidget() is self.import_page
+        name = self.project.root.name if has_project and not importing else ""
         self.project_label.setText(name)
-        self.setWindowTitle(f"{name} — Speech2Lip Studio" if name else "Speech2Lip Studio")
+        self.setWindowTitle(f"{name}[*] — Speech2Lip Studio" if name else "Speech2Lip Studio")
+        self._update_saved()
+
+    def _update_saved(self) -> None:
+        """The unsaved marker: shown from an edit until the autosave (or Ctrl+S) has written it."""
+        ed = self.editor
+        dirty = ed is not None and ed.model.dirty
+        self.setWindowModified(dirty)
+        text = ed.save_error if ed is not None and ed.save_error else ("● Unsaved changes" if dirty else "")
+        if ed is not None and not dirty and ed.model.edit_revision:
+            text = "Saved"
+        self.saved_label.setText(text)
+        self.saved_label.setToolTip("Edits are saved into the project a moment after each change (Ctrl+S: now)")
+
+    def save(self) -> bool:
+        """File → Save: write the dubbing session now (it is also saved automatically)."""
+        if self.editor is None:
+            return self.project is not None
+        ok = self.editor.save_session()
+        self.statusBar().showMessage("Saved" if ok else self.editor.save_error, 3000)
+        return ok
 
     # --- projects ---------------------------------------------------------------------------------
     def choose_clip(self) -> None:
@@ -253,6 +286,7 @@ class MainWindow(QMainWindow):
 
             self.editor = EditorPage(self.ctx, self.project)
             self.editor.install_menus(self.edit_menu, self.timeline_menu)
+            self.editor.model.events.dirty.connect(lambda e: self._update_saved())
             self.stack.addWidget(self.editor)
         return self.editor
 
@@ -264,6 +298,7 @@ class MainWindow(QMainWindow):
             self.editor = None
             self.edit_menu.clear()
             self.timeline_menu.clear()
+            self._update_saved()
 
     def _prepare(self, video: str, folder: str, size: int) -> None:
         if self.editor is not None:
@@ -281,6 +316,18 @@ class MainWindow(QMainWindow):
     def show_project_folder(self) -> None:
         target = self.project.root if self.project else self.ctx.settings.projects_dir()
         QDesktopServices.openUrl(QUrl.fromLocalFile(str(target)))
+
+    def preferences(self):
+        from .prefs_dialog import PreferencesDialog
+
+        def apply(mb: int) -> None:
+            if self.editor is not None:
+                self.editor.service.cache.set_limit(mb * 2**20)
+
+        dlg = PreferencesDialog(self.ctx.settings, apply, self)
+        dlg.setAttribute(Qt.WA_DeleteOnClose)
+        dlg.open()
+        return dlg
 
     def evaluate(self) -> None:
         from .report_dialog import run_evaluation
@@ -329,6 +376,26 @@ class MainWindow(QMainWindow):
     def _busy_changed(self, busy: bool) -> None:
         self._update_steps()
 
+    def _ask_stop_training(self) -> QMessageBox:
+        step = self.train_page.current_step
+        box = QMessageBox(QMessageBox.Question, "Training is running",
+                          f"Training is at step {step}. Stop it and save the model to quit? "
+                          "Reopening the project offers to resume.", QMessageBox.NoButton, self)
+        box.setObjectName("closeDuringTraining")
+        stop = box.addButton("Stop, save and quit", QMessageBox.AcceptRole)
+        keep = box.addButton("Keep training", QMessageBox.RejectRole)
+        box.setDefaultButton(keep)
+        box.setAttribute(Qt.WA_DeleteOnClose)
+
+        def answered(_r) -> None:
+            if box.clickedButton() is stop:
+                self._stop_training_on_close = True
+                self.close()
+
+        box.finished.connect(answered)
+        box.open()
+        return box
+
     # --- drops and closing ------------------------------------------------------------------------
     def dragEnterEvent(self, event) -> None:
         urls = event.mimeData().urls() if event.mimeData().hasUrls() else []
@@ -351,6 +418,10 @@ class MainWindow(QMainWindow):
                 return
 
     def closeEvent(self, event) -> None:
+        if self.train_page.running and not self._stop_training_on_close:
+            event.ignore()                   # ask first; the answer closes again, or keeps training
+            self._ask_stop_training()
+            return
         if self.train_page.running:
             self.statusBar().showMessage("Saving the training checkpoint…")
             self.train_page.stop(finish=False)       # the trainer saves; reopening offers to resume

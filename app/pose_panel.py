@@ -11,7 +11,7 @@ from PySide6.QtWidgets import (QDoubleSpinBox, QFrame, QGridLayout, QPushButton,
 
 from . import theme
 from .model.editor import EditorModel
-from .widgets import hbox, label
+from .widgets import elided, hbox, label
 
 AXES = (("yaw", "Yaw", "turn left / right"), ("pitch", "Pitch", "nod up / down"), ("roll", "Roll", "tilt"))
 STEPS = 10        # slider steps per degree
@@ -29,7 +29,7 @@ class PosePanel(QFrame):
         lay.setContentsMargins(12, 10, 12, 12)
         lay.setSpacing(8)
         lay.addWidget(label("Head pose", "heading"))
-        self.where = label("", "caption")
+        self.where = elided("", "caption")
         lay.addWidget(self.where)
         grid = QGridLayout()
         grid.setHorizontalSpacing(8)
@@ -74,7 +74,8 @@ class PosePanel(QFrame):
         self.next_btn.setText("▸◆")
         self.next_btn.setToolTip("Next keyframe")
         self.next_btn.clicked.connect(lambda: self._jump(1))
-        lay.addLayout(hbox(self.prev_btn, self.next_btn, None, self.reset_btn, self.del_btn, self.key_btn))
+        lay.addLayout(hbox(self.prev_btn, self.next_btn, None, self.reset_btn, self.del_btn))
+        lay.addWidget(self.key_btn)          # its own row: "Update keyframe" is never clipped
 
         ev = model.events
         for name in ("playhead", "keyframes", "pending_pose"):

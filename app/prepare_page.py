@@ -76,6 +76,7 @@ class PreparePage(QWidget):
         for i, (name, caption) in enumerate(PICTURES):
             v = ImageView("appears when preparing is done", min_size=160)
             v.set_caption(caption)
+            v.set_enlargeable()
             self.pictures[name] = v
             grid.addWidget(v, i // 2, i % 2)
         diag_lay.addLayout(grid, 1)

@@ -99,7 +99,9 @@ class PreviewViewer(QWidget):
                     self.shown_kind = "held"
                     return
                 img, kind = self.service.original(frame), "original"
-                badge = self.status or "RENDERING…"
+                # the service's "paused while training" holds only while training runs
+                training = self.service.ctx.engine.has_running("train")
+                badge = self.status if self.status and training else "RENDERING…"
                 self.service.request(frame)      # the viewer asks; the service renders and says when
         self.view.set_image(img)
         self.view.set_badge(badge)

@@ -1,6 +1,7 @@
 """Preview frames for the editor: rendered on demand by the engine worker, cached, rendered ahead.
 
-The frame at the playhead is asked for first (slot "preview"); then, while
+Frame k of the preview is frame k of core.plan.DubPlan over the whole timeline's
+mix, the same plan the export renders in..out of. The frame at the playhead is asked for first (slot "preview"); then, while
 nothing else runs, batches ahead of the playhead fill the cache (slot "ahead").
 Both sit on the engine queue, so while training runs they wait: the preview
 yields to training and never competes with it for the device.
@@ -40,7 +41,7 @@ class PreviewService(QObject):
         self.playing = False
         self._renderer = None
         self._renderer_lock = threading.Lock()
-        self._mel: tuple[int, Optional[np.ndarray], Optional[np.ndarray]] = (-1, None, None)  # rev, mel, wave
+        self._plan: tuple[int, object] = (-1, None)        # (mix revision, DubPlan of that mix)
         self._originals = None
         self._failed_once = False
         self.last_render_ms = 0.0
@@ -72,7 +73,7 @@ class PreviewService(QObject):
         if self._originals is None:
             from speech2lip.core.framestore import JpegPack
 
-            self._originals = JpegPack(self.project.root / "originals")
+            self._originals = JpegPack(self.project.originals)
         return self._originals[int(self.model.background([frame])[0])]
 
     # --- scheduling -----------------------------------------------------------------------------
@@ -99,11 +100,10 @@ class PreviewService(QObject):
     def _submit(self, frames: list[int], slot: str, priority: int) -> Job:
         frames_arr = np.asarray(frames, np.int64)
         keys = [self.key(f) for f in frames]
-        poses = np.array([k[2] for k in keys], np.float32)
-        bg = self.model.background(frames_arr)
+        poses = np.array([self.model.preview_pose(f) for f in frames], np.float32)   # unrounded, as exported
         rev = self.model.mix_revision
-        mix = None if self._mel[0] == rev else self.model.mix()
-        job = Job(f"render-{slot}", self._render, frames_arr, keys, bg, poses, rev, mix)
+        mix = None if self._plan[0] == rev else self.model.mix()
+        job = Job(f"render-{slot}", self._render, frames_arr, keys, poses, rev, mix)
         job.progress.connect(self._on_progress)
         job.failed.connect(self._on_failed)
         job.finished.connect(self.fill_ahead)
@@ -142,29 +142,23 @@ class PreviewService(QObject):
                 self._renderer = Renderer(self.project, checkpoint=self.checkpoint, device="auto")
             return self._renderer
 
-    def _mel_for(self, rev: int, mix: Optional[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        from speech2lip.core.audio import speech_features
+    def _plan_for(self, rev: int, mix: Optional[np.ndarray]):
+        """The plan of the timeline's mix at revision `rev`: built once per change of what is heard."""
+        from speech2lip.core.plan import DubPlan
 
-        cached_rev, mel, wave = self._mel
-        if cached_rev != rev or mel is None:
-            wave = mix if mix is not None else self.model.mix()
-            mel = speech_features(wave)
-            self._mel = (rev, mel, wave)
-        return mel, wave
+        cached_rev, plan = self._plan
+        if cached_rev != rev or plan is None:
+            plan = DubPlan.for_speech(self.project, mix if mix is not None else self.model.mix())
+            self._plan = (rev, plan)
+        return plan
 
-    def _render(self, frames, keys, bg, poses, rev, mix, progress, cancel) -> int:
-        from speech2lip.core.audio import mel_windows
-        from speech2lip.core.render import SILENCE_RMS, frame_rms
-
+    def _render(self, frames, keys, poses, rev, mix, progress, cancel) -> int:
         renderer = self.renderer()
-        mel, wave = self._mel_for(rev, mix)
+        plan = self._plan_for(rev, mix)
         cancel.raise_if_cancelled()
         t0 = time.perf_counter()
-        times = frames / self.model.fps
-        windows = mel_windows(mel, times)
-        windows[frame_rms(wave, times) < SILENCE_RMS] = renderer.rest_window   # as dub does: rest in silence
-        crops = renderer.render_crops(windows, bg, pose_offsets=poses if np.any(poses) else None)
-        full = renderer.composite_full(crops, bg)
+        crops = renderer.plan_crops(plan, frames, pose=poses)
+        full = renderer.composite_full(crops, plan.background[frames])
         self.last_render_ms = (time.perf_counter() - t0) * 1000 / len(frames)
         for i, (f, k) in enumerate(zip(frames.tolist(), keys)):
             self.cache.put(k, np.asarray(full[i]))

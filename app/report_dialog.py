@@ -9,7 +9,7 @@ from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import QDialog, QProgressBar, QPushButton, QTextBrowser, QVBoxLayout
 
 from speech2lip.core.jobs import Progress
-from speech2lip.core.project import Project
+from speech2lip.core.project import Project, report_html
 
 from . import theme
 from .errors import show_error
@@ -22,7 +22,7 @@ STAGE_TEXT = {"load": "Loading the model", "calibrate": "Measuring the speaker's
 
 
 def report_path(project: Project) -> Path:
-    return project.root / "eval" / "report.html"
+    return project.report_path
 
 
 class EvaluateDialog(QDialog):
@@ -62,7 +62,7 @@ class EvaluateDialog(QDialog):
 
     def _done(self, report: dict) -> None:
         self.accept()
-        ReportDialog(self.project, self.parent(), Path(report.get("output", self.project.root / "eval"))).show()
+        ReportDialog(self.project, self.parent(), Path(report.get("output", self.project.eval_dir()))).show()
 
     def _failed(self, exc: BaseException, tb: str) -> None:
         self.reject()
@@ -85,7 +85,7 @@ class ReportDialog(QDialog):
         self.setObjectName("reportDialog")
         self.resize(1000, 760)
         folder = folder or report_path(project).parent
-        html = folder / "report.html"
+        html = report_html(folder)
         self.browser = QTextBrowser()
         self.browser.setOpenExternalLinks(True)
         self.browser.setSearchPaths([str(folder)])

@@ -11,6 +11,7 @@ from speech2lip.core.project import looks_like_project, user_data_dir
 
 SETTINGS_ENV = "SPEECH2LIP_SETTINGS"   # an .ini path; tests and screenshots keep theirs apart
 MAX_RECENT = 12
+CACHE_MB_RANGE = (64, 16384)
 
 
 class AppSettings:
@@ -58,6 +59,17 @@ class AppSettings:
     def remove_recent(self, path: str | Path) -> None:
         path = str(Path(path).resolve())
         self.q.setValue("projects/recent", [str(p) for p in self.recent_projects() if str(p) != path])
+
+    # preview memory
+    def preview_cache_mb(self) -> int:
+        """Memory for rendered preview frames, in MB (Preferences)."""
+        from .frame_cache import DEFAULT_MB
+
+        v = self.value("preview/cache_mb", DEFAULT_MB, int)
+        return int(min(max(v if v is not None else DEFAULT_MB, CACHE_MB_RANGE[0]), CACHE_MB_RANGE[1]))
+
+    def set_preview_cache_mb(self, mb: int) -> None:
+        self.set_value("preview/cache_mb", int(mb))
 
     # layout
     def save_state(self, key: str, state: QByteArray) -> None:

@@ -10,6 +10,7 @@ from PySide6.QtWidgets import QListWidget, QListWidgetItem, QPushButton, QWidget
 from speech2lip.core.project import Project
 
 from . import theme
+from .model.formats import duration_text
 from .widgets import hbox, label, panel, vbox
 
 THUMB = QSize(208, 150)
@@ -27,9 +28,8 @@ def project_summary(root: Path) -> tuple[QPixmap, str, str]:
         p = QPainter(pm)
         p.drawImage((THUMB.width() - img.width()) // 2, (THUMB.height() - img.height()) // 2, img)
         p.end()
-        secs = project.n_frames / project.fps
-        trained = (project.checkpoints / "latest.pt").is_file()
-        detail = f"{int(secs // 60)}:{int(secs % 60):02d} · {project.fps:g} fps · " + (
+        trained = project.is_trained
+        detail = f"{duration_text(project.n_frames, project.fps)} · {project.fps:g} fps · " + (
             "trained" if trained else "not trained")
     except Exception as e:       # a damaged folder still gets listed; opening it explains
         p = QPainter(pm)

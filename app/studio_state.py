@@ -9,13 +9,11 @@ import json
 from pathlib import Path
 from typing import Any, Optional
 
-from speech2lip.core.project import write_json
-
-FILE = "studio.json"
+from speech2lip.core.project import ProjectFolder, write_json
 
 
 def load(root: Path | str) -> dict[str, Any]:
-    path = Path(root) / FILE
+    path = ProjectFolder(root).studio_path
     try:
         obj = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -27,23 +25,17 @@ def update(root: Path | str, **sections: Any) -> None:
     """Replace the given top-level sections, keeping the others."""
     obj = load(root)
     obj.update(sections)
-    write_json(Path(root) / FILE, obj)
+    write_json(ProjectFolder(root).studio_path, obj)
 
 
 def training_history(root: Path | str) -> list[dict[str, Any]]:
     """The trainer's loss history (checkpoints/history.json), empty when there is none."""
-    path = Path(root) / "checkpoints" / "history.json"
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return []
-    hist = obj.get("history") if isinstance(obj, dict) else None
-    return hist if isinstance(hist, list) else []
+    return ProjectFolder(root).history() or []
 
 
 def checkpoint_path(root: Path | str) -> Optional[Path]:
-    p = Path(root) / "checkpoints" / "latest.pt"
-    return p if p.is_file() else None
+    folder = ProjectFolder(root)
+    return folder.latest_path if folder.is_trained else None
 
 
 def last_step(root: Path | str) -> int:

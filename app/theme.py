@@ -33,6 +33,12 @@ def logo() -> QIcon:
     return QIcon(str(resource_dir() / "logo.svg"))
 
 
+# The sheet's minimum width for message-box labels also widened the icon's label: a wide empty gap
+# between icon and text. Only the text label (Qt names it qt_msgbox_label) needs it.
+MESSAGE_BOX_FIX = ("\nQMessageBox QLabel#qt_msgboxex_icon_label { min-width: 0px; }"
+                   "\nQMessageBox QLabel#qt_msgbox_informativelabel { min-width: 0px; }\n")
+
+
 def apply(app: QApplication) -> None:
     """Fusion style with a dark palette (for what the sheet does not cover) plus the sheet."""
     app.setStyle("Fusion")
@@ -50,7 +56,8 @@ def apply(app: QApplication) -> None:
     app.setPalette(pal)
     sheet = resource_dir() / "style.qss"
     if sheet.is_file():
-        app.setStyleSheet(sheet.read_text(encoding="utf-8").replace("@RES@", resource_dir().as_posix()))
+        app.setStyleSheet(sheet.read_text(encoding="utf-8").replace("@RES@", resource_dir().as_posix())
+                          + MESSAGE_BOX_FIX)
     app.setWindowIcon(logo())
 
 

@@ -42,6 +42,9 @@ def track_at(y: float) -> int:
     return max(0, int((y - audio_y(0)) // (AUDIO_H + GAP)))
 
 
+OVERLAP = "#ff5a5f"
+
+
 def nice_step(ppf: float, fps: float, min_px: float = 90.0) -> int:
     """Frames between labelled ticks: whole frames, seconds or minutes, at least `min_px` apart."""
     base = max(1, int(round(fps)))
@@ -53,7 +56,8 @@ def nice_step(ppf: float, fps: float, min_px: float = 90.0) -> int:
 
 
 class RulerItem(QGraphicsItem):
-    """Timecodes and ticks; pressing or dragging scrubs the playhead. Shades the in/out range."""
+    """Timecodes and ticks; pressing or dragging scrubs the playhead. Shades the in/out range and
+    marks in red where clips on different tracks overlap (their speech is mixed)."""
 
     def __init__(self, view: "TimelineView") -> None:
         super().__init__()
@@ -61,6 +65,17 @@ class RulerItem(QGraphicsItem):
         self.setFlag(QGraphicsItem.ItemUsesExtendedStyleOption)
         self.setCursor(Qt.IBeamCursor)
         self.setZValue(5)
+        self.overlaps: list[tuple[int, int]] = []
+
+    def label(self, frame: int) -> str:
+        """The main timecode's HH:MM:SS:FF: a shortened MM:SS:FF read as minutes."""
+        return self.view.model.timecode(frame)
+
+    def update_overlaps(self) -> None:
+        self.overlaps = self.view.model.overlaps()
+        n = len(self.overlaps)
+        self.setToolTip(f"Red: {n} place(s) where speech on two tracks plays at once and is mixed" if n else "")
+        self.update()
 
     def boundingRect(self) -> QRectF:
         return QRectF(0, 0, self.view.scene_width(), RULER_H)
@@ -74,6 +89,8 @@ class RulerItem(QGraphicsItem):
         a, b = m.range()
         if m.in_point is not None or m.out_point is not None:
             p.fillRect(QRectF(a * ppf, RULER_H - 7, (b - a) * ppf, 6), QColor(theme.RANGE))
+        for a, b in self.overlaps:
+            p.fillRect(QRectF(a * ppf, RULER_H - 4, (b - a) * ppf, 4), QColor(OVERLAP))
         step = nice_step(ppf, m.fps)
         minor = max(1, step // 5) if step >= 5 else 1
         f0 = max(0, int(rect.left() / ppf) // minor * minor)
@@ -87,7 +104,7 @@ class RulerItem(QGraphicsItem):
                 p.setPen(QColor("#8d909a"))
                 p.drawLine(QPointF(x, 12), QPointF(x, RULER_H - 1))
                 p.setPen(QColor("#c0c2c9"))
-                p.drawText(QPointF(x + 4, 12), m.timecode(f)[3:] if m.duration < m.fps * 3600 else m.timecode(f))
+                p.drawText(QPointF(x + 4, 12), self.label(f))
             elif minor * ppf >= 5:
                 p.setPen(QColor("#4a4d55"))
                 p.drawLine(QPointF(x, RULER_H - 7), QPointF(x, RULER_H - 1))

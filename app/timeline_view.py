@@ -58,6 +58,7 @@ class TimelineView(QGraphicsView):
         ev.playhead.connect(self._on_playhead)
         ev.duration.connect(lambda e: self.relayout())
         ev.range.connect(lambda e: self.ruler.update())
+        ev.clips.connect(lambda e: self.ruler.update_overlaps())
         ev.sources.connect(self._on_source)
         self.relayout()
 

@@ -12,14 +12,24 @@ from speech2lip.core.project import Project
 
 from . import studio_state, theme
 from .errors import show_error
-from .widgets import ImageView, hbox, label, panel, vbox
+from .widgets import ImageView, elided, hbox, label, panel, vbox
 from .worker import HIGH, Job
 
 PRESET_TEXT = {
     "quick": "Quick — small model, half-resolution mouth; minutes on any CPU",
     "standard": "Standard — the paper's full model; wants a CUDA GPU",
 }
-CPU_STEPS_PER_S = {"quick": 1.0, "standard": 0.1}      # rough, on a 2-core CPU; the live rate replaces it
+CPU_STEPS_PER_S = {"quick": 0.5, "standard": 0.05}     # rough, on a 2-core CPU; a measured rate replaces it
+FIRM_AFTER_S = 60         # the rate measured over the first minute replaces the preset's guess
+
+
+def clock(seconds: float) -> str:
+    s = int(round(max(0.0, seconds)))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+def rate_text(rate: float) -> str:
+    return f"{rate:.1f} steps/s" if rate >= 1 else f"{rate:.2f} steps/s"
 
 
 def detect_device(progress=None, cancel=None) -> tuple[str, bool]:
@@ -31,13 +41,10 @@ def detect_device(progress=None, cancel=None) -> tuple[str, bool]:
     import torch
 
     import speech2lip.core.train  # noqa: F401
-    torch.optim.Adam([torch.zeros(1, requires_grad=True)])     # pulls in torch's lazily loaded optimiser code
+    from speech2lip.core.device import describe, pick_device
 
-    if torch.cuda.is_available():
-        return f"{torch.cuda.get_device_name(0)} (CUDA)", True
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return "Apple GPU (MPS)", True
-    return f"CPU ({torch.get_num_threads()} threads)", False
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])     # pulls in torch's lazily loaded optimiser code
+    return describe(pick_device("auto"))                       # the device core's "auto" trains on
 
 
 class TrainPage(QWidget):
@@ -52,8 +59,10 @@ class TrainPage(QWidget):
         self.job: Optional[Job] = None
         self.device: tuple[str, bool] = ("detecting…", False)
         self._stop_means_finish = False
-        self._rate: Optional[float] = None
-        self._last: Optional[tuple[float, int]] = None
+        self._rate: Optional[float] = None               # the one rate shown: steps/s measured this run
+        self._first: Optional[tuple[float, int]] = None  # (time, step) of this run's first step
+        self._step = 0                                   # the last step reported
+        self._firmed = False                             # the first minute's rate has replaced the guess
         self._total = 0
 
         # settings row
@@ -71,9 +80,9 @@ class TrainPage(QWidget):
         self.minutes.setRange(0, 24 * 60)
         self.minutes.setSpecialValueText("no time limit")
         self.minutes.setSuffix(" min")
-        self.steps.valueChanged.connect(lambda _v: self._update_estimate())
+        self.steps.valueChanged.connect(lambda _v: (self._update_estimate(), self._update_buttons()))
         self.device_label = label("", "value")
-        self.estimate = label("", "caption")
+        self.estimate = label("", "caption", wrap=True)
 
         settings, s_lay = panel()
         grid = QGridLayout()
@@ -102,6 +111,7 @@ class TrainPage(QWidget):
         theme.set_role(self.stop_btn, "danger")
         self.resume_btn = QPushButton(theme.icon("resume"), " Resume")
         self.resume_btn.setObjectName("resumeTraining")
+        self.resume_btn.setToolTip("Continue from the saved model, up to the budget")
         self.editor_btn = QPushButton("Open the editor  ▸")
         self.editor_btn.setObjectName("toEditor")
         theme.set_role(self.editor_btn, "primary")
@@ -115,8 +125,9 @@ class TrainPage(QWidget):
         self.bar.setObjectName("trainProgress")
         self.bar.setRange(0, 1000)
         self.bar.setTextVisible(False)
-        self.stage = label("", "value")
-        self.speed = label("", "caption")
+        self.stage = elided("", "value")
+        self.speed = elided("", "caption")
+        self.speed.setObjectName("trainSpeed")
         self.banner, b_lay = panel("banner")
         self.banner_text = label("", wrap=True)
         b_lay.addWidget(self.banner_text)
@@ -173,15 +184,19 @@ class TrainPage(QWidget):
     # --- project ----------------------------------------------------------------------------
     def set_project(self, project: Project) -> None:
         self.project = project
-        self.plot.clear()
-        self.plot.load_history(studio_state.training_history(project.root))
+        self.plot.load_history(studio_state.training_history(project.root))   # also resets the axes
         run = studio_state.load(project.root).get("train", {})
         if isinstance(run, dict) and run.get("preset") in PRESET_TEXT:
             self.preset.setCurrentIndex(list(PRESET_TEXT).index(run["preset"]))
             if run.get("steps"):
                 self.steps.setValue(int(run["steps"]))
             self.minutes.setValue(int(run.get("minutes") or 0))
+        else:                  # a new project starts from the preset's budget, not the last project's
+            self.minutes.setValue(0)
+            self._preset_changed()
         step = studio_state.last_step(project.root)
+        step = max(step, int(run.get("saved_step") or 0)) if isinstance(run, dict) else step
+        self._step = step
         unfinished = studio_state.training_unfinished(project.root)
         self.banner.setVisible(unfinished is not None)
         if unfinished is not None:
@@ -192,7 +207,19 @@ class TrainPage(QWidget):
         self.bar.setValue(int(1000 * min(1.0, step / max(self._total, 1))))
         self.stage.setText(f"Trained {step} steps" if studio_state.checkpoint_path(project.root) else "Not trained yet")
         self.speed.setText("")
+        self._rate = None
+        self._update_estimate()
         self._update_buttons()
+
+    @property
+    def current_step(self) -> int:
+        return self._step
+
+    def can_train_more(self) -> bool:
+        """A saved model whose run ended, with a budget above its step: 'Train more' continues it."""
+        return (self.project is not None and studio_state.checkpoint_path(self.project.root) is not None
+                and studio_state.training_unfinished(self.project.root) is None
+                and int(self.steps.value()) > self._step)
 
     @property
     def running(self) -> bool:
@@ -208,13 +235,15 @@ class TrainPage(QWidget):
         minutes = float(self.minutes.value()) or None
         studio_state.update(self.project.root, train={"preset": preset, "steps": steps, "minutes": minutes,
                                                       "finished": False})
-        if not resume:
+        if resume:        # continue the saved curves exactly as history.json holds them
+            self.plot.load_history(studio_state.training_history(self.project.root))
+        else:
             self.plot.clear()
         self._stop_means_finish = False
-        self._total, self._rate, self._last = steps, None, None
+        self._total, self._rate, self._first, self._firmed = steps, None, None, False
         self.banner.setVisible(False)
         job = Job("train", train, str(self.project.root), preset=preset, steps=steps, minutes=minutes,
-                  resume=resume, config=self._resume_config() if resume else None)
+                  resume=resume, new_run=not resume, config=self._resume_config() if resume else None)
         job.progress.connect(self._progress)
         job.succeeded.connect(self._done)
         job.failed.connect(self._failed)
@@ -222,21 +251,25 @@ class TrainPage(QWidget):
         job.finished.connect(self._update_buttons)
         self.job = job
         self.stage.setText("Resuming…" if resume else "Starting…")
+        self.speed.setText("")
         self.ctx.engine.submit(job, HIGH)
         self._update_buttons()
         self.running_changed.emit(True)
         return job
 
     def _start_clicked(self) -> None:
-        """Start; over an existing model, ask first (the new run replaces it)."""
+        """Start; over an existing model, ask first (the new run keeps it in checkpoints/run-N)."""
         from PySide6.QtWidgets import QMessageBox
 
         if self.project is None or studio_state.checkpoint_path(self.project.root) is None:
             self.start(resume=False)
             return
+        more = (f" To continue it instead, raise the budget above {self._step} steps and use Train more."
+                if not self.resume_btn.isEnabled() else f" {self.resume_btn.text().strip()} continues it instead.")
         box = QMessageBox(QMessageBox.Question, "Start over?",
-                          "Training from scratch replaces the trained model of this project. "
-                          "Resume continues it instead.", QMessageBox.Cancel, self.window())
+                          "Training from scratch starts a new model; the current one is kept in the "
+                          "project's checkpoints/run-N folder." + more,
+                          QMessageBox.Cancel, self.window())
         box.setObjectName("startOverDialog")
         go = box.addButton("Start over", QMessageBox.DestructiveRole)
         box.setDefaultButton(QMessageBox.Cancel)
@@ -247,13 +280,10 @@ class TrainPage(QWidget):
     def _resume_config(self):
         """The settings the interrupted run started with (checkpoints/config.json), so that a newer
         version of the app with other preset defaults still resumes it; None when absent."""
-        import json
-
         from speech2lip.core.config import EngineConfig
 
-        path = self.project.checkpoints / "config.json"
         try:
-            return EngineConfig.from_dict(json.loads(path.read_text(encoding="utf-8")))
+            return EngineConfig.from_dict(self.project.run_config())
         except (OSError, ValueError, TypeError, AttributeError):
             return None
 
@@ -273,22 +303,31 @@ class TrainPage(QWidget):
         if p.stage not in ("train", "done"):
             return
         now = time.monotonic()
-        if self._last is not None and p.done > self._last[1] and p.stage == "train":
-            inst = (p.done - self._last[1]) / max(now - self._last[0], 1e-6)
-            self._rate = inst if self._rate is None else 0.8 * self._rate + 0.2 * inst
         if p.stage == "train":
-            self._last = (now, p.done)
+            self._step = p.done
+            if self._first is None:
+                self._first = (now, p.done)
+            elif p.done > self._first[1] and now - self._first[0] >= 5:
+                # Average over the whole run: the same figure as the trainer's steps / seconds at the end.
+                self._rate = (p.done - self._first[1]) / (now - self._first[0])
+                firm = now - self._first[0] >= FIRM_AFTER_S
+                if firm and not self._firmed:
+                    self._firmed = True
+                    self.ctx.settings.set_value(f"train/rate/{self.preset.currentData()}", self._rate)
+                    self._update_estimate()
         total = p.total or self._total
         self.bar.setValue(int(1000 * min(1.0, p.done / max(total, 1))))
         d = p.data
         stage = d.get("stage", "")
         self.stage.setText(f"Step {p.done} / {total}" + (f" · {stage} stage" if stage else ""))
-        if self._rate:
-            eta = max(0.0, (total - p.done) / self._rate)
-            rate = f"{self._rate:.1f}" if self._rate >= 1 else f"{self._rate:.2f}"
-            self.speed.setText(f"{rate} steps/s · ETA {int(eta // 3600)}:{int(eta // 60 % 60):02d}:{int(eta % 60):02d}")
+        if self._rate and p.stage == "train":
+            eta = clock((total - p.done) / self._rate)
+            measuring = self._first is not None and now - self._first[0] < FIRM_AFTER_S
+            self.speed.setText(f"{rate_text(self._rate)} · ETA {eta}" + (" (measuring…)" if measuring else ""))
         if "losses" in d:
             self.plot.add(p.done, d["losses"])
+        if "heldout_psnr" in d or "heldout_corr" in d:
+            self.plot.add_eval(p.done, d)
         if "heldout_psnr" in d:
             self.psnr.setText(f"Held-out mouth PSNR {d['heldout_psnr']:.2f} dB at step {p.done}")
         prev = d.get("preview")
@@ -301,7 +340,12 @@ class TrainPage(QWidget):
     def _done(self, result: dict) -> None:
         studio_state.update(self.project.root, train={**studio_state.load(self.project.root).get("train", {}),
                                                       "finished": True})
-        self.stage.setText(f"Done: {result.get('steps')} steps in {result.get('seconds', 0):.0f} s")
+        steps, seconds = int(result.get("steps") or 0), float(result.get("seconds") or 0)
+        self._step = steps
+        self.stage.setText(f"Done: {steps} steps in {clock(seconds)}")
+        # The trainer's own figure for the whole run, so both lines say the same thing; no ETA after the end.
+        self.speed.setText(rate_text(steps / seconds) if seconds > 0 and steps else "")
+        self.plot.load_history(studio_state.training_history(self.project.root))
         if "heldout_mouth_psnr" in result:
             self.psnr.setText(f"Held-out mouth PSNR {result['heldout_mouth_psnr']:.2f} dB "
                               f"(static mouth {result.get('static_mouth_psnr', float('nan')):.2f} dB)")
@@ -311,9 +355,17 @@ class TrainPage(QWidget):
         self.trained.emit(str(result.get("checkpoint", "")))
 
     def _cancelled(self) -> None:
-        step = studio_state.last_step(self.project.root)
+        # The trainer saves the step it reached when it sees the cancel: the last step it reported
+        # (history.json only lists every LOG_EVERY-th step).
+        last = self.job.last_report if self.job is not None else None
+        step = last.done if last is not None and last.stage == "train" else self._step
+        step = max(step, studio_state.last_step(self.project.root))
+        self._step = step
         run = studio_state.load(self.project.root).get("train", {})
-        studio_state.update(self.project.root, train={**run, "finished": self._stop_means_finish})
+        studio_state.update(self.project.root, train={**run, "finished": self._stop_means_finish,
+                                                      "saved_step": step})
+        self.speed.setText("")           # no ETA for a run that is not running
+        self.plot.load_history(studio_state.training_history(self.project.root))
         self.stage.setText(f"Stopped at step {step}; the model is saved." if self._stop_means_finish
                            else f"Paused at step {step}; Resume continues from here.")
         self.job = None
@@ -324,6 +376,8 @@ class TrainPage(QWidget):
 
     def _failed(self, exc: BaseException, tb: str) -> None:
         self.job = None
+        self.speed.setText("")
+        self.plot.end_run()
         self._update_buttons()
         self.stage.setText("Training stopped with an error.")
         self.running_changed.emit(False)
@@ -349,11 +403,18 @@ class TrainPage(QWidget):
         if gpu:
             self.estimate.setText("GPU found: training runs at full speed.")
         elif name != "detecting…":
-            minutes = self.steps.value() / (self._rate or CPU_STEPS_PER_S[key]) / 60
+            firm = self._rate if self._firmed else None
+            measured = firm or self.ctx.settings.value(f"train/rate/{key}", None, float)
+            left = self.steps.value() - (self._step if self.running or self.can_train_more() else 0)
+            minutes = max(left, 0) / (measured or CPU_STEPS_PER_S[key]) / 60
             hint = "" if key == "quick" else "  The standard preset is meant for a GPU; Quick suits a CPU."
             when = "under a minute" if minutes < 1 else (f"about {minutes:.0f} min" if minutes < 120
                                                           else f"about {minutes / 60:.1f} h")
-            self.estimate.setText(f"No GPU: {when} on this CPU.{hint}")
+            if firm:
+                self.estimate.setText(f"No GPU: {when} left at the measured {rate_text(firm)}.")
+            else:
+                self.estimate.setText(f"No GPU: {when} on this CPU{' (as measured before)' if measured else ''}."
+                                      f"{hint}")
 
     def _update_buttons(self) -> None:
         running = self.running
@@ -361,7 +422,11 @@ class TrainPage(QWidget):
         unfinished = self.project is not None and studio_state.training_unfinished(self.project.root) is not None
         self.start_btn.setEnabled(self.project is not None and not running)
         self.start_btn.setText(" Start over" if has_ckpt else " Start")
-        self.resume_btn.setEnabled(not running and unfinished)
+        finished = has_ckpt and not unfinished      # a finished model can only be trained more
+        self.resume_btn.setText(" Train more" if finished else " Resume")
+        self.resume_btn.setToolTip(f"Continue the saved model from step {self._step} up to a budget above it"
+                                   if finished else "Continue from the saved model, up to the budget")
+        self.resume_btn.setEnabled(not running and (unfinished or self.can_train_more()))
         self.pause_btn.setEnabled(running)
         self.stop_btn.setEnabled(running)
         self.editor_btn.setEnabled(has_ckpt and not running)

@@ -7,7 +7,7 @@ from PySide6.QtWidgets import QFrame, QHBoxLayout, QToolButton
 from . import theme
 from .model.editor import EditorModel
 from .playback import Playback
-from .widgets import label
+from .widgets import elided, label
 
 
 def tool(icon_name: str, tip: str, checkable: bool = False) -> QToolButton:
@@ -42,7 +42,8 @@ class TransportBar(QFrame):
         self.total = label("/ 00:00:00:00", "caption")
         self.rate = label("", "badge")
         self.rate.setVisible(False)
-        self.info = label("", "caption")
+        self.info = elided("", "caption")        # status text shortens; it never widens the window
+        self.info.setObjectName("transportInfo")
 
         lay = QHBoxLayout(self)
         lay.setContentsMargins(10, 4, 10, 4)

@@ -20,6 +20,57 @@ def label(text: str = "", role: Optional[str] = None, wrap: bool = False) -> QLa
     return w
 
 
+class ElidedLabel(QLabel):
+    """One line that shortens itself ("…") to the width it is given instead of widening the window.
+
+    The whole text stays in the tooltip. Status lines change while playing; a plain
+    QLabel grows its minimum width with them and pushes the window wider.
+    """
+
+    def __init__(self, text: str = "", parent: Optional[QWidget] = None) -> None:
+        super().__init__(parent)
+        self._full = ""
+        self.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Preferred)   # wants its text; may get less
+        self.setMinimumWidth(40)
+        self.setText(text)
+
+    def setText(self, text: str) -> None:     # noqa: N802 (Qt's name)
+        self._full = text
+        self.setToolTip(text if text else "")
+        self._elide()
+
+    def full_text(self) -> str:
+        return self._full
+
+    def text(self) -> str:                     # the whole text, as set; the screen may show less
+        return self._full
+
+    def shown_text(self) -> str:
+        return super().text()
+
+    def minimumSizeHint(self) -> QSize:        # noqa: N802
+        return QSize(40, super().minimumSizeHint().height())
+
+    def sizeHint(self) -> QSize:               # noqa: N802
+        return QSize(min(self.fontMetrics().horizontalAdvance(self._full) + 8, 420), super().sizeHint().height())
+
+    def resizeEvent(self, event) -> None:      # noqa: N802
+        super().resizeEvent(event)
+        self._elide()
+
+    def _elide(self) -> None:
+        shown = self.fontMetrics().elidedText(self._full, Qt.ElideRight, max(self.width() - 2, 10))
+        if shown != super().text():
+            super().setText(shown)
+
+
+def elided(text: str = "", role: Optional[str] = None) -> ElidedLabel:
+    w = ElidedLabel(text)
+    if role:
+        theme.set_role(w, role)
+    return w
+
+
 def panel(role: str = "panel", layout: str = "v", margins: int = 12, spacing: int = 8) -> tuple[QFrame, QVBoxLayout]:
     frame = QFrame()
     theme.set_role(frame, role)
@@ -46,6 +97,17 @@ class ImageView(QWidget):
 
     def sizeHint(self) -> QSize:
         return QSize(320, 240)
+
+    def set_enlargeable(self, on: bool = True) -> None:
+        """A click opens the picture at its full size in a window of its own."""
+        self.enlargeable = on
+        self.setCursor(Qt.PointingHandCursor if on else Qt.ArrowCursor)
+        self.setToolTip("Click to open at full size" if on else "")
+
+    def mouseReleaseEvent(self, event) -> None:     # noqa: N802
+        if getattr(self, "enlargeable", False) and self._img is not None and event.button() == Qt.LeftButton:
+            self.enlarged = open_full_size(self._img, self._caption or "Picture", self.window())
+        super().mouseReleaseEvent(event)
 
     @property
     def image(self) -> Optional[QImage]:
@@ -116,7 +178,8 @@ class ImageView(QWidget):
             p.setPen(QColor("#d9dadf"))
             box = QRectF(dst.x(), dst.bottom() - 22, dst.width(), 22)
             p.fillRect(box, QColor(0, 0, 0, 150))
-            p.drawText(box, Qt.AlignCenter, self._caption)
+            text = p.fontMetrics().elidedText(self._caption, Qt.ElideRight, int(box.width()) - 8)
+            p.drawText(box, Qt.AlignCenter, text)
 
     @staticmethod
     def _tag(p: QPainter, at: QPointF, text: str, colour: QColor) -> None:
@@ -146,7 +209,7 @@ class StageRow(QWidget):
         self.bar.setRange(0, 1000)
         self.bar.setValue(0)
         self.bar.setTextVisible(False)
-        self.msg = label("", "caption")
+        self.msg = elided("", "caption")
         self.msg.setMinimumWidth(200)
         lay.addWidget(self.mark)
         lay.addWidget(self.title)
@@ -169,6 +232,28 @@ class StageRow(QWidget):
         theme.restyle(self.bar)
         if message is not None:
             self.msg.setText(message)
+
+
+def open_full_size(img: QImage, title: str, parent: Optional[QWidget] = None):
+    """A non-modal window showing `img` at 100 %, scrollable when larger than the screen."""
+    from PySide6.QtGui import QPixmap
+    from PySide6.QtWidgets import QDialog, QScrollArea
+
+    dlg = QDialog(parent)
+    dlg.setObjectName("fullSizePicture")
+    dlg.setWindowTitle(title)
+    dlg.setAttribute(Qt.WA_DeleteOnClose)
+    pic = QLabel()
+    pic.setPixmap(QPixmap.fromImage(img))
+    area = QScrollArea()
+    area.setWidget(pic)
+    area.setAlignment(Qt.AlignCenter)
+    lay = QVBoxLayout(dlg)
+    lay.setContentsMargins(0, 0, 0, 0)
+    lay.addWidget(area)
+    dlg.resize(min(img.width() + 24, 1400), min(img.height() + 24, 900))
+    dlg.show()
+    return dlg
 
 
 def hline() -> QFrame:

@@ -51,6 +51,7 @@ class Job(QObject):
         self.slot: Optional[str] = None
         self._last_emit = 0.0
         self._last_stage = None
+        self.last_report: Optional[Progress] = None    # unthrottled: where the job really got to
 
     def cancel(self) -> None:
         self.token.cancel()
@@ -62,6 +63,7 @@ class Job(QObject):
     # worker thread ---------------------------------------------------------------
     def _report(self, p: Progress) -> None:
         # Throttle: a trainer may report every step; the GUI needs ~20 updates/s at most.
+        self.last_report = p
         now = time.monotonic()
         if (p.data or p.stage != self._last_stage or (p.total and p.done >= p.total)
                 or now - self._last_emit >= self.min_interval):

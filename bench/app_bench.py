@@ -1,4 +1,5 @@
-"""Desktop app figures: startup to the start page, and scrub latency of cached and uncached frames.
+"""Desktop app figures: startup to the start page, scrub latency of cached and uncached frames, and
+the memory the preview frame cache holds.
 
     python bench/app_bench.py [--project TRAINED_PROJECT] [--runs 3]
 
@@ -8,6 +9,9 @@ trained project: a cached frame from playhead move to painted, an uncached one
 from playhead move to the rendered frame painted (quick model, working size as
 prepared). Without --project, a 5.5 s cut of a real clip is prepared and
 trained for a few steps first (the model's size, not its quality, sets the cost).
+The cache figure replays the issue-14 case (a 378-frame timeline played and edited
+until 1620 frames were rendered) through the real FrameCache at the default limit,
+with frames of the project's size and of a 1080p clip, and reports what stays held.
 Prints numbers; never passes or fails.
 """
 from __future__ import annotations
@@ -103,6 +107,40 @@ def bench_scrub(project: Path, n: int = 12) -> tuple[list[float], list[float]]:
     return cached, uncached
 
 
+def rss_mb() -> float:
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
+    except (OSError, StopIteration):
+        return float("nan")
+
+
+def bench_cache(shape: tuple[int, int, int], timeline: int = 378, rendered: int = 1620) -> str:
+    """Fill a FrameCache at the default limit as playback and edits do; what it holds afterwards."""
+    import numpy as np
+
+    from speech2lip.app.frame_cache import DEFAULT_MB, FrameCache
+
+    cache = FrameCache(DEFAULT_MB * 2**20)
+    rev = [0]
+    cache.is_live = lambda k: k[0] == rev[0]
+    rss0 = rss_mb()
+    frame = np.zeros(shape, np.uint8)
+    for i in range(rendered):
+        if i // timeline != rev[0]:
+            rev[0] = i // timeline             # each pass follows an audio edit: old frames are unreachable
+            cache.prune()                      # as the editor does on every edit
+        f = i % timeline
+        cache.set_focus(f)
+        cache.put((rev[0], f, (0.0, 0.0, 0.0)), frame.copy())
+    held = cache.frames()
+    near = sum(1 for f in held if abs(f - cache.focus) <= 30)
+    unbounded = rendered * frame.nbytes / 2**20
+    return (f"{shape[1]}x{shape[0]}: {len(cache)} frames, {cache.nbytes / 2**20:.0f} MB held "
+            f"(limit {DEFAULT_MB} MB, unbounded {unbounded:.0f} MB), {near} within 1 s of the playhead, "
+            f"RSS +{rss_mb() - rss0:.0f} MB")
+
+
 def ms(xs: list[float]) -> str:
     xs = sorted(xs)
     return f"median {1000 * statistics.median(xs):.0f} ms, worst {1000 * xs[-1]:.0f} ms (n={len(xs)})"
@@ -129,6 +167,11 @@ def main() -> int:
     cached, uncached = bench_scrub(project)
     print(f"scrub, cached frame shown: {ms(cached)}")
     print(f"scrub, uncached frame rendered and shown: {ms(uncached)}")
+    from speech2lip.core.framestore import JpegPack
+
+    full = tuple(JpegPack(Path(project) / "originals")[0].shape)     # what the preview caches: source frames
+    for shape in (full, (1080, 1920, 3)):
+        print(f"frame cache after 1620 renders of a 378-frame timeline, {bench_cache(shape)}")
     return 0
 
 

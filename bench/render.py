@@ -111,7 +111,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    from speech2lip.core.train import pick_device
+    from speech2lip.core.device import pick_device
 
     dev = pick_device(args.device)
     print(f"device {dev} ({torch.get_num_threads()} CPU threads)")

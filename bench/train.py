@@ -20,7 +20,8 @@ from pathlib import Path
 
 import torch
 
-from speech2lip.core.train import pick_device, train
+from speech2lip.core.device import pick_device
+from speech2lip.core.train import train
 
 REPO = Path(__file__).resolve().parents[1]
 CLIP = REPO.parent / "shared" / "media" / "obama_address_a.mp4"

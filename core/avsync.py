@@ -1,4 +1,4 @@
-"""The evaluation's lip-sync estimator: a per-speaker linear probe from lip shape to speech energy.
+"""The evaluation's sync probe: a per-speaker linear probe from lip shape to speech energy.
 
 It shares nothing with the training sync expert (no network, no mel features, no
 learned weights outside this file): landmarks from the face tracker and band
@@ -6,7 +6,7 @@ energies of the raw waveform only.
 
 1. Lead. metrics.av_offset cross-correlates the real training frames' lip opening
    with their speech energy: articulation leads sound by a speaker-dependent 1-5
-   frames (DESIGN.md §4).
+   frames (docs/architecture.md, "Four syncs").
 2. Probe. A ridge regression reads the speech-energy change at frame t + lead from
    the lip shape (8 principal components of the 40 lip landmarks, and their change)
    at frames t-1..t+1, fitted on the real training frames.

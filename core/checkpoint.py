@@ -17,12 +17,11 @@ from typing import Any, Optional
 import torch
 
 from .config import EngineConfig
-from .errors import CheckpointError
-from .project import Project, atomic_path, write_json
+from .errors import CheckpointError, ProjectError, UserError
+from .project import RUN_FILES, Project, atomic_path, write_json
 
 FORMAT = "speech2lip-checkpoint"
 VERSION = 1
-LATEST = "latest.pt"
 
 
 def project_shape(project: Project) -> dict[str, Any]:
@@ -32,7 +31,7 @@ def project_shape(project: Project) -> dict[str, Any]:
 
 
 def latest_path(project: Project) -> Path:
-    return project.checkpoints / LATEST
+    return project.latest_path
 
 
 def save_checkpoint(project: Project, state: dict[str, Any], path: Optional[Path] = None) -> Path:
@@ -44,7 +43,7 @@ def save_checkpoint(project: Project, state: dict[str, Any], path: Optional[Path
                    config=cfg.to_dict(), fingerprint=cfg.fingerprint())
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
-    write_json(project.checkpoints / "config.json", cfg.to_dict())
+    write_json(project.run_config_path, cfg.to_dict())
     return path
 
 
@@ -60,9 +59,13 @@ def load_checkpoint(path: Path | str, project: Project, config: Optional[EngineC
                               f"`speech2lip train --project {project.root}`.")
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError:
-        raise CheckpointError(f"{path} contains pickled code that weights-only loading refuses; it is not a "
-                              f"Speech2Lip checkpoint. Use a checkpoint made by `speech2lip train`.") from None
+    except pickle.UnpicklingError as e:
+        # Only a refused GLOBAL is code; anything else the unpickler trips on is just not a checkpoint.
+        if "GLOBAL" in str(e):
+            raise CheckpointError(f"{path} contains pickled code that weights-only loading refuses; it is not a "
+                                  f"Speech2Lip checkpoint. Use a checkpoint made by `speech2lip train`.") from None
+        raise CheckpointError(f"{path} is not a checkpoint (it is damaged or another kind of file); pick "
+                              f"another checkpoint, or train again.") from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as e:
         raise CheckpointError(f"{path} is corrupt or truncated ({e.__class__.__name__}); delete it and "
                               f"train again, or pick another checkpoint.") from None
@@ -89,6 +92,47 @@ def load_checkpoint(path: Path | str, project: Project, config: Optional[EngineC
     return obj
 
 
+def keep_aside(project: Project) -> Optional[Path]:
+    """Move the current run (latest.pt and its history) into checkpoints/run-N/; returns that folder,
+    or None when there was no run. The sync expert stays: it belongs to the clip, not to the run."""
+    import os
+
+    names = [n for n in RUN_FILES if (project.checkpoints / n).exists()]
+    if not names:
+        return None
+    dest = project.next_run_dir()
+    dest.mkdir()
+    for name in names:
+        os.replace(project.checkpoints / name, dest / name)
+    return dest
+
+
+def check_run_choice(project: Project, resume: bool, new_run: bool) -> None:
+    """Refuse to replace a trained model unasked, and to resume what is not there."""
+    latest = latest_path(project)
+    if resume and new_run:
+        raise UserError("use either --resume (continue the run) or --new-run (start again), not both.")
+    if resume and not latest.is_file():
+        raise CheckpointError(f"{project.root} has no checkpoint to resume ({latest} is missing); "
+                              f"start training without --resume.")
+    if not resume and not new_run and latest.is_file():
+        raise ProjectError(f"{project.root} already has a trained model; continue it with --resume, or start "
+                           f"again with --new-run (the current run is kept in checkpoints/run-N/).")
+
+
+def check_resume_budget(project: Project, step: int, elapsed: float, steps: Optional[int],
+                         minutes: Optional[float], cfg: EngineConfig) -> None:
+    """A budget the checkpoint has already used up would silently train nothing: say so."""
+    if minutes is not None and elapsed >= minutes * 60:
+        raise UserError(f"the checkpoint of {project.root} has already trained {elapsed / 60:.1f} minutes, "
+                        f"and --minutes counts from the start; give more than {elapsed / 60:.1f}.")
+    total = steps if steps is not None else None if minutes is not None else cfg.train.steps
+    if total is not None and step >= total:
+        given = f"--steps {steps}" if steps is not None else f"the preset's {total} steps"
+        raise UserError(f"the checkpoint of {project.root} is already at step {step}, past {given} "
+                        f"(--steps counts from the start); give more, e.g. --steps {step + max(100, total)}.")
+
+
 def find_checkpoint(project: Project, checkpoint: Optional[Path | str] = None) -> Path:
     """The given checkpoint path, or the project's latest."""
     if checkpoint is not None:
@@ -109,7 +153,22 @@ def build_model(cfg: EngineConfig, project: Project):
     arr = lambda name: torch.from_numpy(np.array(project.array(name), dtype=np.float32))
     model = Speech2Lip(cfg, project.manifest.mouth_box, arr("depth"), arr("head_mask"), arr("face_mask"))
     model.lip.set_prior(torch.from_numpy(mean_mouth(project)).permute(2, 0, 1))
+    if model.detail is not None:
+        model.set_bank(reference_bank(project, cfg.detail.pool))
     return model
+
+
+def reference_bank(project: Project, pool: int):
+    """DetailNet's references: up to `pool` training mouths with a face, spread over the split."""
+    import numpy as np
+
+    from .detail import ReferenceBank, pool_frames
+
+    has_face = np.asarray(project.array("has_face"), bool)
+    idx = np.nonzero(has_face[:project.n_train])[0]
+    idx = pool_frames(idx if len(idx) else np.array([project.manifest.canonical_index]), pool)
+    mouth = project.array("mouth")
+    return ReferenceBank(np.stack([mouth[i] for i in idx]), idx)
 
 
 def mean_mouth(project: Project):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -55,9 +56,9 @@ def demo(output: Optional[Path | str] = None, minutes: Optional[float] = None, d
         prepare(clip, root, force=True, progress=progress, cancel=cancel)
     project = Project(root)
     figures: dict[str, Any] = {}
-    if retrain or not (project.checkpoints / "latest.pt").is_file():
+    if retrain or not project.is_trained:
         figures = train(root, "quick", minutes=minutes or demo_minutes(device), device=device,
-                        progress=progress, cancel=cancel)
+                        progress=progress, cancel=cancel, new_run=True)
     path = dub(root, speech, output, device=device, progress=progress, cancel=cancel)
     return path, figures
 
@@ -71,7 +72,8 @@ def _print_figures(r: dict[str, Any]) -> None:
           f"untrained {r['initial_heldout_mouth_psnr']:.2f} dB)")
     print(f"  held-out mouth motion correlation {r['heldout_motion_corr']:.2f} "
           f"(untrained {r['initial_heldout_motion_corr']:.2f}; 0 = static, 1 = as filmed)")
-    print(f"  checkpoint   {r['checkpoint']}")
+    print(f"  checkpoint   {r['checkpoint']} (step {r['steps']}); to train further: "
+          f"speech2lip train --project {Path(r['checkpoint']).parent.parent} --resume --steps {2 * r['steps']}")
 
 
 def cmd_train(args) -> int:
@@ -82,13 +84,19 @@ def cmd_train(args) -> int:
             and not args.resume:
         print("no --steps or --minutes given: training the preset's default number of steps")
     r = run_job(train, Path(args.project), preset=args.preset, steps=args.steps, minutes=args.minutes,
-                device=args.device, resume=args.resume, sync_expert=args.sync_expert, quiet=args.quiet)
+                device=args.device, resume=args.resume, new_run=args.new_run, sync_expert=args.sync_expert,
+                quiet=args.quiet)
     print(f"trained {args.project}")
+    if r.get("previous_run"):
+        print(f"  previous run kept in {r['previous_run']}")
     _print_figures(r)
     return 0
 
 
 def _pose_track(args):
+    for name in ("yaw", "pitch", "roll"):
+        if not math.isfinite(getattr(args, name)):
+            raise UserError(f"--{name} must be a number of degrees (got {getattr(args, name)}).")
     if args.pose_track and any(v for v in (args.yaw, args.pitch, args.roll)):
         raise UserError("use either --pose-track or --yaw/--pitch/--roll, not both.")
     from .pose import PoseTrack
@@ -107,9 +115,11 @@ def cmd_dub(args) -> int:
     t = time.perf_counter()
     notes: list[str] = []
 
+    if args.batch < 1:
+        raise UserError(f"--batch must be 1 or more (got {args.batch}).")
     out = run_job(_dub_logging(dub, notes), Path(args.project), Path(args.audio), Path(args.output),
                   checkpoint=args.checkpoint, start_frame=args.start_frame, pose_track=_pose_track(args),
-                  batch=args.batch, device=args.device, quiet=args.quiet)
+                  batch=args.batch, device=args.device, audio_bitrate=args.audio_bitrate, quiet=args.quiet)
     for n in notes:
         print(f"note: {n}")
     print(f"wrote {out} in {time.perf_counter() - t:.1f} s")
@@ -140,17 +150,37 @@ def cmd_demo(args) -> int:
     return 0
 
 
+DEVICE_HELP = "where to compute: auto (default) picks a CUDA GPU, then Apple MPS, then the CPU"
+# Copies of core.pose.LIMITS and core.train.CHECKPOINT_SECONDS (a test keeps them equal): importing
+# those modules loads torch, a second on every start, even for --help.
+POSE_LIMITS = (20.0, 15.0, 15.0)
+CHECKPOINT_SECONDS = 300.0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="learn the speaker's lips from a prepared project")
+    from .config import preset
+
+    quick, standard = preset("quick").train, preset("standard").train
+    p = sub.add_parser(
+        "train", help="learn the speaker's lips from a prepared project",
+        epilog=f"Checkpoints go to PROJECT/checkpoints/latest.pt every {quick.checkpoint_every} steps (quick; "
+               f"{standard.checkpoint_every} with standard) or {CHECKPOINT_SECONDS / 60:g} minutes, whichever "
+               f"comes first, and when stopped by Ctrl-C, SIGTERM or a closed terminal.")
     p.add_argument("--project", required=True, help="a folder made by `speech2lip prepare`")
     p.add_argument("--preset", choices=("quick", "standard"),
                    help="quick (the default): minutes on a CPU; standard: full quality on a CUDA GPU; "
                         "--resume keeps the interrupted run's settings")
     budget = p.add_mutually_exclusive_group()
-    budget.add_argument("--minutes", type=float, help="train for this many minutes")
-    budget.add_argument("--steps", type=int, help="train for this many steps")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
-    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint at its exact step")
+    budget.add_argument("--minutes", type=float, help="train for this many minutes in all (counted from the start "
+                                                      "of the run, also on --resume)")
+    budget.add_argument("--steps", type=int,
+                        help=f"train up to this step in all (default: {quick.steps} with quick, {standard.steps} "
+                             f"with standard; counted from the start of the run, also on --resume)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto", help=DEVICE_HELP)
+    run = p.add_mutually_exclusive_group()
+    run.add_argument("--resume", action="store_true", help="continue from the last checkpoint at its exact step")
+    run.add_argument("--new-run", action="store_true",
+                     help="start again on a trained project; the previous run is kept in checkpoints/run-N/")
     p.add_argument("--sync-expert", metavar="FILE", help="a pretrained sync expert to use instead of training one")
     p.set_defaults(func=cmd_train)
 
@@ -159,18 +189,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("audio", help="any audio (or video) file ffmpeg reads")
     p.add_argument("--output", "-o", required=True, help="the MP4 to write")
     p.add_argument("--checkpoint", help="a checkpoint file (default: the project's latest)")
-    p.add_argument("--start-frame", type=int, default=0, help="first background frame of the clip")
-    p.add_argument("--yaw", type=float, default=0.0, help="turn the head by this many degrees (right > 0)")
-    p.add_argument("--pitch", type=float, default=0.0, help="nod the head by this many degrees (down > 0)")
-    p.add_argument("--roll", type=float, default=0.0, help="tilt the head by this many degrees (clockwise > 0)")
+    p.add_argument("--start-frame", type=int, default=0,
+                   help="first background frame of the clip, 0 to its frame count - 1 (default 0)")
+    yaw, pitch, roll = POSE_LIMITS
+    p.add_argument("--yaw", type=float, default=0.0,
+                   help=f"turn the head by this many degrees, -{yaw:g} to {yaw:g} (right > 0; default 0)")
+    p.add_argument("--pitch", type=float, default=0.0,
+                   help=f"nod the head by this many degrees, -{pitch:g} to {pitch:g} (down > 0; default 0)")
+    p.add_argument("--roll", type=float, default=0.0,
+                   help=f"tilt the head by this many degrees, -{roll:g} to {roll:g} (clockwise > 0; default 0)")
     p.add_argument("--pose-track", metavar="FILE.json", help="pose keyframes instead of a constant offset")
-    p.add_argument("--batch", type=int, default=8, help="frames rendered at once")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
+    p.add_argument("--batch", type=int, default=8,
+                   help="frames rendered at once (default 8); lower it if the GPU runs out of memory")
+    p.add_argument("--audio-bitrate", type=int, default=192, metavar="KBPS",
+                   help="AAC bitrate of the sound in kb/s, 32 to 512 (default 192); the sound keeps the "
+                        "speech file's sample rate and channels")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto", help=DEVICE_HELP)
     p.set_defaults(func=cmd_dub)
 
     p = sub.add_parser("demo", help="prepare, train and dub the bundled clip; prints the MP4's path")
     p.add_argument("--output", "-o", help="where to write the MP4 (default: in the user data folder)")
     p.add_argument("--minutes", type=float, help="training time (default: 8 on a CPU, 2 on a GPU)")
-    p.add_argument("--retrain", action="store_true", help="train again even if the demo was trained before")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
+    p.add_argument("--retrain", action="store_true",
+                   help="train again even if the demo was trained before (the previous run is kept in "
+                        "checkpoints/run-N/)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto", help=DEVICE_HELP)
     p.set_defaults(func=cmd_demo)

@@ -1,8 +1,10 @@
 """`speech2lip eval`: the held-out evaluation (or the cross-identity sync test) as a report."""
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
+from .errors import UserError
 from .report import COLUMNS
 
 
@@ -23,12 +25,29 @@ def cmd_eval(args) -> int:
     from .cli import run_job
     from .evaluate import evaluate
 
+    from .project import ProjectFolder, report_html
+
+    _check_output_dir(Path(args.output) if args.output else ProjectFolder(args.project).eval_dir(bool(args.audio)))
     report = run_job(evaluate, Path(args.project), checkpoint=args.checkpoint, output=args.output,
                      audio=args.audio, quiet=getattr(args, "quiet", False))
     print(format_table(report))
     out = Path(report["output"])
-    print(f"report: {out / 'report.html'}")
+    print(f"report: {report_html(out)}")
     return 0
+
+
+def _check_output_dir(out: Path) -> None:
+    """Refuse an unusable report folder now, not after the evaluation's minutes of work."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out} is a file; --output takes a folder for report.json and report.html. "
+                        f"Choose a new folder name.")
+    parent = out
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    try:
+        tempfile.TemporaryFile(dir=parent).close()
+    except OSError:
+        raise UserError(f"cannot write in {parent}; choose a report folder you can write to (--output).") from None
 
 
 def format_table(report: dict) -> str:

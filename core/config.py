@@ -56,6 +56,21 @@ class BlendNetConfig:
 
 
 @dataclass
+class DetailConfig:
+    enabled: bool = True              # reference-guided detail (core.detail) after the lip field
+    refs: int = 3                     # nearest training mouths given to DetailNet
+    channels: list[int] = field(default_factory=lambda: [16, 32, 64])
+    exclude_s: float = 1.0            # in training, references come from at least this far from the target
+    pool: int = 1500                  # at most this many training mouths in the reference bank
+    batch: int = 4                    # frames per step that go through DetailNet (of train.batch)
+    w_detail: float = 1.0             # reconstruction of the full-resolution mouth
+    w_adv: float = 0.0                # patch adversarial term (PatchCritic); 0 trains no critic
+    critic_channels: list[int] = field(default_factory=lambda: [32, 64, 128])
+    critic_lr: float = 2e-4
+    adv_start: float = 0.2            # share of the budget before the adversarial term starts
+
+
+@dataclass
 class TrainConfig:
     batch: int = 8                    # frames per step
     lr: float = 2e-3
@@ -67,7 +82,7 @@ class TrainConfig:
     w_lpips: float = 0.01             # used only when LPIPS weights are already on disk
     w_face: float = 1.0
     w_depth: float = 1.0
-    w_sync: float = 0.002             # at 0.01 the weak on-clip expert beat reconstruction (bench/sync.py)
+    w_sync: float = 0.002             # at 0.01 the weak on-clip expert beat reconstruction (bench/sync_ablation.py)
     sync: bool = True                 # train a sync expert on the clip for the sync stage (core.sync);
                                       # a saved or given expert enables the stage even when False
     sync_negatives: int = 4
@@ -78,7 +93,8 @@ class TrainConfig:
     checkpoint_every: int = 200
     preview_every: int = 100
     eval_every: int = 250             # held-out mouth PSNR into the loss history
-    amp: bool = True                  # mixed precision on CUDA
+    amp: bool = True                  # mixed precision on CUDA: bf16 where the GPU has it, else fp16 + scaler
+    compile: bool = False             # torch.compile the lip field on CUDA (unmeasured there yet: off)
     seed: int = 0
 
 
@@ -89,6 +105,8 @@ class EngineConfig:
     gamem: GamemConfig
     blend: BlendNetConfig
     train: TrainConfig
+    # Checkpoints from before reference-guided detail have no "detail" section: they load with it off.
+    detail: DetailConfig = field(default_factory=lambda: DetailConfig(enabled=False))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -98,15 +116,18 @@ class EngineConfig:
         def build(kind, part):
             known = {f.name for f in fields(kind)}
             return kind(**{k: v for k, v in (part or {}).items() if k in known})
+        detail = build(DetailConfig, obj["detail"]) if obj.get("detail") else DetailConfig(enabled=False)
         return cls(preset=str(obj.get("preset", "custom")), lip=build(LipFieldConfig, obj.get("lip")),
                    gamem=build(GamemConfig, obj.get("gamem")), blend=build(BlendNetConfig, obj.get("blend")),
-                   train=build(TrainConfig, obj.get("train")))
+                   train=build(TrainConfig, obj.get("train")), detail=detail)
 
     def fingerprint(self) -> str:
         """Hash of everything that shapes the model or the loss; the budget may change on resume."""
         d = self.to_dict()
         d["train"] = {k: v for k, v in d["train"].items() if k not in ("steps", "checkpoint_every",
-                                                                          "preview_every", "eval_every")}
+                                                                          "preview_every", "eval_every", "compile")}
+        if not self.detail.enabled:     # as checkpoints made before the detail stage hashed it
+            d.pop("detail")
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -114,7 +135,7 @@ def quick() -> EngineConfig:
     # A CPU budget of minutes cannot also train a useful sync expert (it needs a few minutes of
     # its own), so quick uses one only when the project already has it.
     return EngineConfig("quick", LipFieldConfig(), GamemConfig(), BlendNetConfig(),
-                        TrainConfig(sync=False, stage_split=[0.7, 0.2, 0.1]))
+                        TrainConfig(sync=False, stage_split=[0.7, 0.2, 0.1]), DetailConfig())
 
 
 def standard() -> EngineConfig:
@@ -124,6 +145,7 @@ def standard() -> EngineConfig:
         GamemConfig(scale=1.0, depth_batch=4, c2o_stride=2),
         BlendNetConfig(channels=[32, 64, 128], region_scale=1.6, batch=8),
         TrainConfig(batch=8, lr=5e-4, steps=20000, checkpoint_every=1000, preview_every=250, eval_every=1000),
+        DetailConfig(channels=[32, 64, 128], batch=8),
     )
 
 
@@ -147,4 +169,5 @@ def preset(name: str, **overrides: Any) -> EngineConfig:
 def describe(cfg: Optional[EngineConfig]) -> str:
     if cfg is None:
         return "none"
-    return f"{cfg.preset} ({cfg.lip.n_layers}x{cfg.lip.width}, mouth scale {cfg.lip.scale:g})"
+    detail = ", reference-guided detail" if cfg.detail.enabled else ""
+    return f"{cfg.preset} ({cfg.lip.n_layers}x{cfg.lip.width}, mouth scale {cfg.lip.scale:g}{detail})"

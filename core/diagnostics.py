@@ -12,7 +12,7 @@ import numpy as np
 
 from . import faces as F
 from .geometry import mouth_variance_ratio
-from .project import atomic_path
+from .project import ProjectFolder, atomic_path
 
 def _save_png(path: Path, rgb: np.ndarray) -> None:
     import cv2
@@ -65,7 +65,7 @@ def write_diagnostics(root: Path, frames: np.ndarray, lm: np.ndarray, has_face: 
     """
     import cv2
 
-    out = Path(root) / "diagnostics"
+    out = ProjectFolder(root).diagnostics
     out.mkdir(exist_ok=True)
     tracked = np.flatnonzero(has_face)
     picks = tracked[np.linspace(0, len(tracked) - 1, 4).astype(int)]

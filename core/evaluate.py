@@ -11,8 +11,11 @@ renderer paste (C2O warp + Blend-Net) and the same metrics:
 
 Regions (chosen so that every method is compared on the same pixels):
 - mouth: both images warped O2C with the prepared depth and poses and cropped to
-  the canonical mouth box, exactly as prepare makes mouth.npy; PSNR, SSIM and CPBD
-  are computed there. Head motion is factored out, as in the paper's lip space.
+  the canonical mouth box, exactly as prepare makes mouth.npy; PSNR and SSIM are
+  computed there, CPBD on its inner box (the feathered border, where real pixels
+  show through the paste, removed). Sharpness is measured on the frames as shown,
+  over the pixels that map inside that inner box: there every pixel is generated,
+  and no second resampling softens it. Head motion is factored out, as in the paper's lip space.
 - face: the whole S x S working crop.
 - LMD: the 40 lip landmarks of faces.LIPS, tracked by faces.FaceTracker on the
   method's crops and on the real crops, over the real inter-ocular distance.
@@ -86,7 +89,7 @@ def canonical_mouths(project: Project, crops: np.ndarray, idx: np.ndarray) -> np
     """(N, h, w, 3) uint8: working crops warped O2C to the canonical mouth box, as prepare does."""
     import torch
 
-    from .warp import o2c_grid, sample
+    from .warp import MOUTH_RESAMPLE, o2c_grid, sample
 
     box = [int(v) for v in project.manifest.mouth_box]
     depth = torch.from_numpy(np.array(project.array("depth"), np.float32))
@@ -97,7 +100,7 @@ def canonical_mouths(project: Project, crops: np.ndarray, idx: np.ndarray) -> np
         for s in range(0, len(idx), 64):
             grid = o2c_grid(depth, head, torch.from_numpy(poses[idx[s:s + 64]]), box)
             img = torch.from_numpy(np.ascontiguousarray(crops[s:s + 64])).permute(0, 3, 1, 2).float()
-            out.append(sample(img, grid).round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy())
+            out.append(sample(img, grid, mode=MOUTH_RESAMPLE).round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy())
     return np.concatenate(out)
 
 
@@ -119,7 +122,7 @@ def read_speech(project: Project) -> np.ndarray:
     """The clip's own speech at 16 kHz."""
     from .media import read_audio
 
-    path = project.path("audio.wav")
+    path = project.speech_path
     if not project.has_audio or not path.is_file():
         raise UserError(f"{project.root} has no speech track, so lip sync cannot be measured; "
                         f"prepare a clip with its own audio.")
@@ -214,9 +217,63 @@ class Scores:
     envelope: np.ndarray                        # (M, bands) speech energy at env_times
 
 
+def inner_margin(project: Project, feather: float) -> int:
+    """Pixels of the canonical mouth box's border that the paste feathers into the real frame."""
+    _, _, bw, bh = project.manifest.mouth_box
+    return int(np.ceil(feather * min(bw, bh)))
+
+
+def interior(project: Project, idx: np.ndarray, margin: int) -> np.ndarray:
+    """(N, S, S) bool: pixels of the frames `idx` that map inside the canonical mouth box less its
+    feathered border. There every pixel a user sees of a pasted mouth is generated."""
+    import torch
+
+    from .warp import c2o_grid
+
+    x0, y0, bw, bh = (int(v) for v in project.manifest.mouth_box)
+    depth = torch.from_numpy(np.array(project.array("depth"), np.float32))
+    head = torch.from_numpy(np.array(project.array("head_mask"), np.float32))
+    poses = np.asarray(project.array("poses"), np.float32)
+    out = []
+    with torch.no_grad():
+        for s in range(0, len(idx), 32):
+            u = c2o_grid(depth, head, torch.from_numpy(poses[idx[s:s + 32]]))        # (B, S, S, 2)
+            inside = ((u[..., 0] >= x0 + margin) & (u[..., 0] <= x0 + bw - margin)
+                      & (u[..., 1] >= y0 + margin) & (u[..., 1] <= y0 + bh - margin))
+            out.append(inside.numpy())
+    return np.concatenate(out)
+
+
+def detail(crops: np.ndarray, masks: np.ndarray, mouths: np.ndarray, margin: int) -> dict[str, float]:
+    """Sharpness where the mouth is generated: on the crops (N, S, S, 3) as users see them, inside
+    masks (N, S, S) from interior(); CPBD on the canonical mouths' (N, h, w, 3) inner box."""
+    return {"sharpness_inner": _mean(M.gradient_energy(crops, masks)),
+            "laplacian_inner": _mean(M.laplacian_variance(crops, masks)),
+            "cpbd": _mean(M.cpbd_batch(M.inner_box(mouths, margin)))}
+
+
+def teeth(crops: np.ndarray, landmarks: np.ndarray, frames: np.ndarray) -> float:
+    """Mean teeth_share over `frames` of the crops, inside each crop's own tracked inner lips."""
+    from .faces import LIPS_INNER
+
+    vals = [M.teeth_share(crops[i], landmarks[i, LIPS_INNER]) for i in frames]
+    return _mean(np.array(vals, np.float64)) if vals else float("nan")
+
+
+def open_frames(real_landmarks: np.ndarray) -> np.ndarray:
+    """Frames whose real inner lips are open: above the median gap, and at least 5 % of the eye distance."""
+    from .faces import mouth_opening
+
+    gap = mouth_opening(smoothed(real_landmarks))
+    ok = np.isfinite(gap)
+    if not ok.any():
+        return np.zeros(0, np.int64)
+    return np.nonzero(ok & (gap >= max(0.05, float(np.median(gap[ok])))))[0]
+
+
 def score(project: Project, idx: np.ndarray, crops: dict[str, np.ndarray], speech: np.ndarray,
           env_times: np.ndarray, env_start: int, progress: ProgressFn = no_progress,
-          cancel: Optional[CancelToken] = None) -> Scores:
+          cancel: Optional[CancelToken] = None, margin: int = 0) -> Scores:
     """Every metric of every method's crops (N, S, S, 3) of frames `idx`.
 
     With a "real" entry, image and lip-shape metrics are computed against it;
@@ -224,7 +281,7 @@ def score(project: Project, idx: np.ndarray, crops: dict[str, np.ndarray], speec
     speech/env_times/env_start: the driving audio, the frame times it spans, and
     which of those belongs to the first crop.
     """
-    from .faces import LIPS, inter_ocular
+    from .faces import LIPS, inter_ocular, mouth_opening
 
     cancel = ensure_token(cancel)
     progress(Progress("calibrate", 0, 1, "measuring the speaker's own sync on the training frames"))
@@ -240,15 +297,21 @@ def score(project: Project, idx: np.ndarray, crops: dict[str, np.ndarray], speec
         progress(Progress("track", k, len(crops), name))
         lms[name] = track(crops[name], cancel)
         syncs[name] = calib.offset(smoothed(lms[name]), env, envelope_start=env_start)
+        gap = mouth_opening(smoothed(lms[name]))
         results[name] = {"av_offset_frames": int(syncs[name].offset),
-                         "av_confidence": float(syncs[name].confidence)}
+                         "av_confidence": float(syncs[name].confidence),
+                         "opening_std": float(np.nanstd(gap)) if np.isfinite(gap).any() else float("nan")}
+    inner = interior(project, idx, margin)
     if "real" not in crops:
+        for name in crops:
+            results[name].update(detail(crops[name], inner, canonical_mouths(project, crops[name], idx), margin))
         return Scores(results, lms, syncs, calib, chance, env)
 
     ok = np.asarray(project.array("has_face"), bool)[idx]
     real = crops["real"]
     real_mouth = canonical_mouths(project, real, idx)
     iod = inter_ocular(lms["real"])
+    opened = open_frames(lms["real"])
     for k, name in enumerate(crops):
         cancel.raise_if_cancelled()
         progress(Progress("metrics", k, len(crops), name))
@@ -258,7 +321,8 @@ def score(project: Project, idx: np.ndarray, crops: dict[str, np.ndarray], speec
             "ssim_mouth": _mean(M.ssim(mouths[ok], real_mouth[ok])),
             "psnr_face": _mean(M.psnr(crops[name][ok], real[ok])),
             "ssim_face": _mean(M.ssim(crops[name][ok], real[ok])),
-            "cpbd": _mean(M.cpbd_batch(mouths[ok])),
+            **detail(crops[name][ok], inner[ok], mouths[ok], margin),
+            "teeth_share": teeth(crops[name], lms[name], opened),
             "lmd": _mean(M.lmd(lms[name], lms["real"], LIPS, iod)[ok]),
             **results[name],
         }
@@ -276,13 +340,14 @@ def evaluate(project_dir: Path | str, checkpoint: Optional[Path | str] = None,
     Returns the report dict (what report.json holds) with "output" set.
     """
     from .audio import frame_times, mel_windows
-    from .render import SILENCE_RMS, Renderer, frame_rms, pingpong
+    from .plan import DubPlan
+    from .render import Renderer
     from .report import write_report
 
     cancel = ensure_token(cancel)
     t0 = time.perf_counter()
     project = Project(project_dir)
-    out_dir = Path(output) if output else project.root / ("eval_cross" if audio else "eval")
+    out_dir = Path(output) if output else project.eval_dir(cross=audio is not None)
     progress(Progress("load", 0, 1, "loading the model"))
     renderer = Renderer(project, checkpoint=checkpoint, device="auto")
     wave = read_speech(project)
@@ -294,31 +359,32 @@ def evaluate(project_dir: Path | str, checkpoint: Optional[Path | str] = None,
     train_windows = mel_windows(mel, frame_times(n_all, fps)[train_idx])
     t_setup = time.perf_counter()
 
+    # One plan decides what the model is shown, as for dub: the silence gets the clip's rest window.
     if audio is None:
         idx = held_out(project)
-        windows = mel_windows(mel, frame_times(n_all, fps)[idx])
+        plan = DubPlan.for_frames(project, idx, frame_times(n_all, fps)[idx], mel, wave)
         speech, env_start = wave, n_train
         env_times = frame_times(n_all, fps)
         methods = METHODS
     else:
-        from .audio import speech_features
         from .media import read_audio
 
         speech = read_audio(audio)
         n_out = int(len(speech) / 16000 * fps)
         if n_out < 30:
             raise UserError(f"{Path(audio).name} is shorter than one second; choose a longer speech file.")
-        idx = pingpong(0, n_out, n_all)
-        windows = mel_windows(speech_features(speech), frame_times(n_out, fps))
+        plan = DubPlan.for_speech(project, speech, n_out=n_out)
+        idx = plan.background
         env_start = 0
         env_times = frame_times(n_out, fps)
         methods = CROSS_METHODS
+    every = np.arange(len(plan))
+    windows = plan.speech_windows(every)          # the baselines' retrieval reads the speech itself
 
-    # Render every method through the same paste. The model sees silence as dub shows it to users.
+    # Render every method through the same paste.
     t_r = time.perf_counter()
     crops: dict[str, np.ndarray] = {}
-    model_windows = windows.copy()
-    model_windows[frame_rms(speech, env_times[env_start:env_start + len(idx)]) < SILENCE_RMS] = renderer.rest_window
+    model_windows = plan.windows(every)
     model_crops = _render(renderer, model_windows, idx, None, "model", progress, cancel)
     mouth_shape = tuple(renderer.box_shape)
     static = np.repeat(np.asarray(mouth_gt[project.manifest.canonical_index])[None], len(idx), 0)
@@ -333,7 +399,8 @@ def evaluate(project_dir: Path | str, checkpoint: Optional[Path | str] = None,
     t_render = time.perf_counter() - t_r
 
     t_m = time.perf_counter()
-    sc = score(project, idx, crops, speech, env_times, env_start, progress, cancel)
+    margin = inner_margin(project, renderer.config.blend.feather)
+    sc = score(project, idx, crops, speech, env_times, env_start, progress, cancel, margin=margin)
     t_metrics = time.perf_counter() - t_m
 
     # Pictures.
@@ -346,7 +413,7 @@ def evaluate(project_dir: Path | str, checkpoint: Optional[Path | str] = None,
                     openings={k: opening(v) for k, v in lms.items()},
                     envelope=sc.envelope[env_start:env_start + len(idx)].mean(axis=1),
                     sync_curves={k: (s.lags, s.curve) for k, s in sc.syncs.items()},
-                    history=_history(project))
+                    history=project.history())
     info = renderer_info(renderer, project, checkpoint)
     report: dict[str, Any] = {
         "kind": "cross_identity" if audio else "held_out",
@@ -363,7 +430,12 @@ def evaluate(project_dir: Path | str, checkpoint: Optional[Path | str] = None,
             "mouth": "canonical mouth box %s px (O2C-warped with prepared depth and poses)"
                      % list(project.manifest.mouth_box),
             "face": f"working crop {project.size}x{project.size}",
-            "cpbd": "canonical mouth box",
+            "cpbd": f"canonical mouth box without its {margin} px feathered border (every pixel generated)",
+            "sharpness": "mean Sobel gradient magnitude and Laplacian variance of the frames as shown, on the "
+                         "pixels that map inside that inner box",
+            "teeth": "share of bright, unsaturated pixels inside each method's tracked inner lips, "
+                     "over the frames whose real mouth is open",
+            "opening": "std of the tracked inner-lip gap over inter-ocular distance",
             "lmd": "40 MediaPipe lip landmarks over real inter-ocular distance",
             "sync": "speech energy read from lip shape by a probe fitted on the real training frames, "
                     "cross-correlated with the driving speech; 0 is the speaker's own lead",
@@ -377,20 +449,6 @@ def evaluate(project_dir: Path | str, checkpoint: Optional[Path | str] = None,
     report["output"] = str(out_dir)
     progress(Progress("done", 1, 1, f"report in {out_dir}", {"report": report}))
     return report
-
-
-def _history(project: Project) -> Optional[list[dict[str, Any]]]:
-    import json
-
-    path = project.checkpoints / "history.json"
-    if not path.is_file():
-        return None
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    hist = obj.get("history") if isinstance(obj, dict) else obj
-    return hist if isinstance(hist, list) else None
 
 
 def renderer_info(renderer, project: Project, checkpoint: Optional[Path | str]) -> dict[str, Any]:

@@ -266,9 +266,10 @@ def o2c_map(depth: np.ndarray, head_mask: np.ndarray, poses: np.ndarray,
     return np.stack([cv2.transform(terms, f) + still for f in a])
 
 
-def remap(img: np.ndarray, grid: np.ndarray) -> np.ndarray:
-    """Bilinear sample of one (H, W[, C]) image at (h, w, 2) continuous pixel coordinates, edges
-    repeated: warp.sample with padding 'border'. OpenCV puts pixel centres on integers."""
+def remap(img: np.ndarray, grid: np.ndarray, cubic: bool = False) -> np.ndarray:
+    """Bilinear (or bicubic) sample of one (H, W[, C]) image at (h, w, 2) continuous pixel coordinates,
+    edges repeated: warp.sample with padding 'border'. OpenCV puts pixel centres on integers."""
     import cv2
 
-    return cv2.remap(img, grid - 0.5, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    kind = cv2.INTER_CUBIC if cubic else cv2.INTER_LINEAR
+    return cv2.remap(img, grid - 0.5, None, kind, borderMode=cv2.BORDER_REPLICATE)

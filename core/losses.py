@@ -83,7 +83,7 @@ def load_lpips(device) -> Optional[nn.Module]:
 
 
 class Reconstruction(nn.Module):
-    """MSE + w_perc * (LPIPS if present, else the structural term). Returns (total, parts)."""
+    """MSE + w_perc * (LPIPS if present, else the structural term). Returns (total, parts as detached tensors)."""
 
     def __init__(self, w_perc: float, w_lpips: float, use_lpips: bool = True, device="cpu") -> None:
         super().__init__()
@@ -92,17 +92,18 @@ class Reconstruction(nn.Module):
         self.kind = "lpips" if self.lpips is not None else "struct"
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor,
-                mask: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, dict[str, float]]:
+                mask: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        # The parts stay detached tensors: reading them as numbers would stall a GPU every step.
         pred, target = pred.float(), target.float()          # SSIM's small variances need fp32 under AMP
         mse = _masked_mean(((pred - target) ** 2).mean(1, keepdim=True), mask)
         if self.w <= 0:
-            return mse, {"mse": float(mse.detach())}
+            return mse, {"mse": mse.detach()}
         if self.lpips is not None:
             p = pred if mask is None else pred * mask + target * (1 - mask)
             perc = self.lpips(p * 2 - 1, target * 2 - 1).mean()
         else:
             perc = structural(pred, target, mask)
-        return mse + self.w * perc, {"mse": float(mse.detach()), self.kind: float(perc.detach())}
+        return mse + self.w * perc, {"mse": mse.detach(), self.kind: perc.detach()}
 
 
 def psnr(pred: torch.Tensor, target: torch.Tensor) -> float:

@@ -1,10 +1,11 @@
 """Video and audio in and out through the ffmpeg that imageio-ffmpeg ships.
 
 Any container or codec ffmpeg reads is accepted. Video is read at the clip's own
-frame rate as constant frame rate, with rotation metadata applied. Audio comes
-out as 16 kHz mono float32. Writing streams frames into ffmpeg: the whole video
-is never held in memory, and the file appears under its final name only once
-it is complete.
+frame rate as constant frame rate, with rotation metadata applied. Audio for
+the models comes out as 16 kHz mono float32; audio delivered in a video keeps
+the speech file's own rate and channels. Writing streams frames into ffmpeg:
+the whole video is never held in memory, and the file appears under its final
+name only once it is complete.
 """
 from __future__ import annotations
 
@@ -19,6 +20,11 @@ from typing import Iterator, Optional
 import numpy as np
 
 from .errors import MediaError
+from .tempfiles import WorkDir, remove_stale
+
+# Sample rates the AAC encoder takes; any other is resampled to 48 kHz for delivery.
+AAC_RATES = (7350, 8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000)
+WORK_PREFIX = ".s2l-"
 
 
 def ffmpeg_exe() -> str:
@@ -147,6 +153,38 @@ def read_audio(path: Path | str, sr: int = 16000) -> np.ndarray:
     return wave
 
 
+def check_output(path: Path | str) -> Path:
+    """Refuse, before any work, a video output that cannot be written; returns the path."""
+    path = Path(path)
+    if path.is_dir():
+        raise MediaError(f"{path} is a folder; choose a file name for the video.")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    try:
+        tempfile.TemporaryFile(dir=parent).close()
+    except OSError:
+        raise MediaError(f"cannot write in {parent}; choose a folder you can write to.") from None
+    return path
+
+
+def _decode_audio_native(src: Path, dst: Path) -> None:
+    """The first audio stream of `src` as float WAV at its own rate and channels."""
+    info = probe(src)
+    cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-y", "-i", str(src),
+           "-map", "0:a:0", "-vn", "-c:a", "pcm_f32le"]
+    if info.audio_rate and info.audio_rate not in AAC_RATES:
+        cmd += ["-ar", "48000"]
+    proc = subprocess.run(cmd + [str(dst)], capture_output=True)
+    if proc.returncode != 0:
+        raise MediaError(f"{src.name} is not audio ffmpeg can read; convert it to WAV or MP3.")
+
+
+def _ours(d: Path) -> bool:
+    """A work folder of an older VideoWriter (no lock file): only its video and audio inside."""
+    return all(e.name.startswith(("video", "audio")) for e in d.iterdir())
+
+
 def write_wav(path: Path | str, wave: np.ndarray, sr: int = 16000) -> None:
     import soundfile as sf
 
@@ -156,33 +194,50 @@ def write_wav(path: Path | str, wave: np.ndarray, sr: int = 16000) -> None:
 class VideoWriter:
     """Stream RGB frames to an H.264 + AAC MP4; the file appears under `path` only on success.
 
-    with VideoWriter(out, (w, h), fps, audio=wave16k) as vw:
+    with VideoWriter(out, (w, h), fps, audio_source=speech_file) as vw:
         for frame in frames: vw.write(frame)
+
+    audio_source: a file whose first audio stream is delivered at its own rate and channels;
+    audio: a mono waveform at audio_rate instead. audio_bitrate: AAC kb/s.
     """
 
     def __init__(self, path: Path | str, size: tuple[int, int], fps: float,
-                 audio: Optional[np.ndarray] = None, audio_rate: int = 16000, quality: float = 8.0) -> None:
+                 audio: Optional[np.ndarray] = None, audio_rate: int = 16000, quality: float = 8.0,
+                 audio_source: Optional[Path | str] = None, audio_bitrate: int = 192) -> None:
         self.path = Path(path)
         self.size = (int(size[0]) // 2 * 2, int(size[1]) // 2 * 2)  # yuv420p needs even sides
         self.fps, self.audio, self.audio_rate, self.quality = fps, audio, audio_rate, quality
+        self.audio_source, self.audio_bitrate = audio_source, int(audio_bitrate)
         self.frames_written = 0
         self._gen = None
 
     def __enter__(self) -> "VideoWriter":
         import imageio_ffmpeg
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._dir = tempfile.TemporaryDirectory(prefix=".s2l-", dir=self.path.parent)
-        self._tmp = Path(self._dir.name) / ("video" + (self.path.suffix or ".mp4"))
-        audio_path = None
-        if self.audio is not None:
-            audio_path = str(Path(self._dir.name) / "audio.wav")
-            write_wav(audio_path, self.audio, self.audio_rate)
-        self._gen = imageio_ffmpeg.write_frames(
-            str(self._tmp), self.size, fps=self.fps, quality=self.quality, codec="libx264",
-            macro_block_size=1, audio_path=audio_path, audio_codec="aac" if audio_path else None,
-            output_params=["-movflags", "+faststart"], ffmpeg_log_level="error")
-        self._gen.send(None)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            remove_stale(self.path.parent, WORK_PREFIX, _ours)          # left by a killed export
+            self._dir = WorkDir(self.path.parent, WORK_PREFIX)
+        except OSError:
+            raise MediaError(f"cannot write in {self.path.parent}; choose a folder you can write to.") from None
+        try:
+            self._tmp = self._dir.path / ("video" + (self.path.suffix or ".mp4"))
+            audio_path = None
+            if self.audio_source is not None:
+                audio_path = str(self._dir.path / "audio.wav")
+                _decode_audio_native(Path(self.audio_source), Path(audio_path))
+            elif self.audio is not None:
+                audio_path = str(self._dir.path / "audio.wav")
+                write_wav(audio_path, self.audio, self.audio_rate)
+            params = ["-movflags", "+faststart"] + (["-b:a", f"{self.audio_bitrate}k"] if audio_path else [])
+            self._gen = imageio_ffmpeg.write_frames(
+                str(self._tmp), self.size, fps=self.fps, quality=self.quality, codec="libx264",
+                macro_block_size=1, audio_path=audio_path, audio_codec="aac" if audio_path else None,
+                output_params=params, ffmpeg_log_level="error")
+            self._gen.send(None)
+        except BaseException:
+            self._dir.cleanup()
+            raise
         return self
 
     def write(self, frame: np.ndarray) -> None:

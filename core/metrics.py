@@ -6,6 +6,8 @@ shaped (...) so a batch gives one value per frame.
 - psnr: capped at PSNR_CAP dB so identical images give a finite number.
 - ssim: Wang et al. 2004 (Gaussian window 11, sigma 1.5), averaged over RGB channels.
 - cpbd: no-reference sharpness, Narvekar & Karam, IEEE TIP 20(9) 2011 (see cpbd()).
+- gradient_energy, laplacian_variance: high-frequency energy, for the generated inner mouth box.
+- teeth_share: bright, unsaturated pixels inside the inner lips.
 - lmd: mean distance of mouth landmarks over inter-ocular distance.
 - av_offset: audio-visual offset by cross-correlating lip opening with the speech
   envelope, from landmarks and the raw waveform only; avsync builds the evaluation's
@@ -200,6 +202,74 @@ def _thin(mag2: np.ndarray, gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
     horiz = (np.abs(gx) >= np.abs(gy)) & (mag2 >= left) & (mag2 > right)
     vert = (np.abs(gy) > np.abs(gx)) & (mag2 >= up) & (mag2 > down)
     return horiz | vert
+
+
+# --- detail inside the generated mouth ------------------------------------------------
+# The paste feathers the generated mouth into the real frame over its outer border, so
+# sharpness measured on the whole mouth box is mostly that of real pixels. These look at
+# the inner box only, where every pixel is generated.
+
+def inner_box(image: np.ndarray, margin: int) -> np.ndarray:
+    """(..., H, W, C) -> (..., H - 2 margin, W - 2 margin, C): the box without its feathered border."""
+    if margin <= 0:
+        return image
+    return image[..., margin:image.shape[-3] - margin, margin:image.shape[-2] - margin, :]
+
+
+def _masked_means(maps: list[np.ndarray], masks) -> np.ndarray:
+    if masks is None:
+        return np.array([float(m[1:-1, 1:-1].mean()) for m in maps])
+    out = []
+    for m, k in zip(maps, masks):
+        # One pixel in: the filters read their neighbours, which must be inside too.
+        k = cv2.erode(np.asarray(k, np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+        out.append(float(m[k].mean()) if k.any() else float("nan"))
+    return np.array(out)
+
+
+def gradient_energy(images: np.ndarray, masks: np.ndarray | None = None) -> np.ndarray:
+    """Mean Sobel gradient magnitude (grey levels per px) of each uint8 image (N, H, W, 3),
+    over the pixels of masks (N, H, W) when given."""
+    maps = []
+    for im in np.asarray(images):
+        g = _gray(im)
+        gx = cv2.Sobel(g, cv2.CV_64F, 1, 0, ksize=3) / 8.0
+        gy = cv2.Sobel(g, cv2.CV_64F, 0, 1, ksize=3) / 8.0
+        maps.append(np.sqrt(gx * gx + gy * gy))
+    return _masked_means(maps, masks)
+
+
+def laplacian_variance(images: np.ndarray, masks: np.ndarray | None = None) -> np.ndarray:
+    """Variance of the Laplacian of each uint8 image (N, H, W, 3), the classic focus measure;
+    over the pixels of masks (N, H, W) when given."""
+    maps = []
+    for im in np.asarray(images):
+        lap = cv2.Laplacian(_gray(im), cv2.CV_64F)
+        maps.append(lap)
+    means = _masked_means(maps, masks)
+    squares = _masked_means([m * m for m in maps], masks)
+    return squares - means * means
+
+
+def teeth_share(image: np.ndarray, inner_lip: np.ndarray, bright: float = 150.0,
+                max_saturation: float = 0.35) -> float:
+    """Share of the pixels inside the inner-lip polygon that are bright and unsaturated (teeth).
+
+    image (H, W, 3) uint8 RGB; inner_lip (P, 2) pixel polygon. NaN when the polygon is
+    degenerate (a closed mouth has no inside to measure).
+    """
+    pts = np.asarray(inner_lip, np.float64)[:, :2]
+    if not np.isfinite(pts).all():
+        return float("nan")
+    mask = np.zeros(image.shape[:2], np.uint8)
+    cv2.fillPoly(mask, [np.round(pts).astype(np.int32)], 1)
+    inside = mask.astype(bool)
+    if inside.sum() < 4:
+        return float("nan")
+    hsv = cv2.cvtColor(np.ascontiguousarray(image, dtype=np.uint8), cv2.COLOR_RGB2HSV)
+    px = hsv[inside]
+    teeth = (px[:, 2] >= bright) & (px[:, 1] <= max_saturation * 255)
+    return float(teeth.mean())
 
 
 # --- lip shape ----------------------------------------------------------------------

@@ -4,7 +4,8 @@ LipField        F(x, a, t) -> RGB in the canonical mouth box (§4.2, Eq. 1)
 continuous_sample  LIIF-style 4-corner area-weighted query for training (Eq. 2)
 Gamem           learnable canonical full-head depth, O2C/C2O warps, depth loss (§4.3, Eq. 9)
 BlendNet        light U-Net predicting a residual over the pasted crop (§4.4)
-Speech2Lip      the three together, plus pasting a generated mouth into observed frames
+Speech2Lip      the three together, plus pasting a generated mouth into observed frames;
+                core/detail.py's DetailNet sits between the lip field and the paste
 
 Conventions: images are float tensors in [0, 1], (B, C, H, W). Pixel coordinates
 follow core/warp.py (pixel j's centre at j + 0.5). A mouth coordinate x is the
@@ -20,6 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import BlendNetConfig, EngineConfig, GamemConfig, LipFieldConfig
+from .detail import DetailNet, ReferenceBank
 from . import warp
 
 
@@ -42,7 +44,7 @@ def time_encoding(t: torch.Tensor, n_freqs: int) -> torch.Tensor:
 
 # --- the speech-driven implicit lip model ---------------------------------------------
 
-class AudioEncoder(nn.Module):
+class LipAudioEncoder(nn.Module):
     """Compact 1-D conv encoder of a mel window, averaged over a few time shifts.
 
     The shifted sub-windows are centred a few mel frames apart (+-40 ms); their
@@ -85,7 +87,7 @@ class LipField(nn.Module):
         super().__init__()
         self.cfg = cfg
         w = cfg.width
-        self.audio = AudioEncoder(cfg)
+        self.audio = LipAudioEncoder(cfg)
         self.x_proj = nn.Linear(2 + 4 * cfg.x_freqs, w)
         self.a_proj = nn.Linear(cfg.audio_dim, w)
         self.t_proj = nn.Linear(2 * cfg.t_freqs, w) if cfg.t_freqs > 0 else None
@@ -322,7 +324,7 @@ class BlendNet(nn.Module):
 # --- the whole model ----------------------------------------------------------------------
 
 class Speech2Lip(nn.Module):
-    """LipField + Gamem + BlendNet, and the paste that joins them.
+    """LipField (+ DetailNet) + Gamem + BlendNet, and the paste that joins them.
 
     box: canonical mouth box [x0, y0, w, h] in working px; size: working crop side S.
     """
@@ -332,6 +334,8 @@ class Speech2Lip(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.lip = LipField(cfg.lip)
+        self.detail = DetailNet(cfg.detail) if cfg.detail.enabled else None
+        self.bank: Optional[ReferenceBank] = None           # set by set_bank(): the clip's own mouths
         self.gamem = Gamem(cfg.gamem, depth, head_mask, face_mask)
         self.blend = BlendNet(cfg.blend)
         self.box = [int(v) for v in box]
@@ -344,6 +348,33 @@ class Speech2Lip(nn.Module):
     def mouth_shape(self, scale: float) -> tuple[int, int]:
         """(h, w) of a generated mouth at `scale` of the canonical box."""
         return max(4, round(self.box[3] * scale)), max(4, round(self.box[2] * scale))
+
+    def field_shape(self) -> tuple[int, int]:
+        """(h, w) at which the lip field is queried when rendering: DetailNet takes it at its training scale."""
+        return self.mouth_shape(self.cfg.lip.scale if self.detail is not None else self.cfg.lip.render_scale)
+
+    def set_bank(self, bank: ReferenceBank) -> None:
+        self.bank = bank
+
+    def refine(self, field: torch.Tensor, exclude: Optional[torch.Tensor] = None, window: int = 0) -> torch.Tensor:
+        """Lip-field mouths (B, 3, h', w') -> full-box mouths (B, 3, h, w).
+
+        With DetailNet, the K training mouths nearest in shape (none within `window`
+        frames of exclude (B,)) lend their texture; without it, a bilinear resize.
+        """
+        h, w = self.mouth_shape(1.0)
+        up = field if tuple(field.shape[-2:]) == (h, w) else \
+            F.interpolate(field, size=(h, w), mode="bilinear", align_corners=False)
+        if self.detail is None:
+            return up
+        if self.bank is None:
+            raise RuntimeError("DetailNet needs the reference bank; build the model with checkpoint.build_model")
+        rows = self.bank.nearest(field.detach(), self.cfg.detail.refs, exclude, window)   # (B, K)
+        return self.detail(up, self.bank.images(rows, up.dtype))
+
+    def generate(self, mel: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The dubbing path's mouths: mel (B, window, n_mels), t (B,) -> (B, 3, h, w) at full box size"""
+        return self.refine(self.lip.render(mel, t, *self.field_shape()))
 
     def region_origin(self, poses: torch.Tensor) -> torch.Tensor:
         """(B, 2) integer top-left (x, y) of the blended region: centred on the observed box centre."""
@@ -386,7 +417,7 @@ class Speech2Lip(nn.Module):
         x0, y0, bw, bh = self.box
         q = (u - u.new_tensor([x0, y0])) / u.new_tensor([bw, bh])                   # box-normalised
         hm, wm = mouths.shape[-2:]
-        warped = warp.sample(mouths, q * q.new_tensor([wm, hm]), padding_mode="zeros")
+        warped = warp.sample(mouths, q * q.new_tensor([wm, hm]), mode=warp.MOUTH_RESAMPLE, padding_mode="zeros")
         feather = max(1.0, self.cfg.blend.feather * min(bw, bh))
         edge = torch.minimum(q, 1 - q) * q.new_tensor([bw, bh]) / feather           # (B, Rh, Rw, 2)
         m = _smoothstep(edge.clamp(0, 1)).prod(-1)[:, None]                          # (B, 1, Rh, Rw)

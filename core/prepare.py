@@ -1,4 +1,4 @@
-"""The prepare job: a clip becomes a project folder (DESIGN.md §1). No learning.
+"""The prepare job: a clip becomes a project folder (docs/architecture.md, "Prepare"). No learning.
 
 Stages: probe -> decode + track faces -> crop, poses, canonical frame, geometry ->
 working frames and canonical mouths -> audio features -> diagnostics -> manifest.
@@ -23,7 +23,8 @@ from . import media
 from .errors import FaceError, MediaError, ProjectError
 from .framestore import JpegPackWriter
 from .jobs import CancelToken, Progress, ProgressFn, ensure_token, no_progress
-from .project import SCHEMA_VERSION, Manifest, Project, save_array, write_json
+from .project import SCHEMA_VERSION, Manifest, Project, ProjectFolder, save_array, write_json
+from .tempfiles import WorkDir, remove_stale
 
 MIN_SECONDS = 5.0
 MIN_FACE_COVERAGE = 0.5
@@ -33,6 +34,9 @@ TRACK_MAX_SIDE = 720        # frames larger than this are tracked downscaled (la
 HELDOUT = 0.1
 MOTION_FRAMES = 60         # frames sampled for the motion heat maps (paper Fig. 2)
 TRACK_EVERY = 2             # face mesh on every other frame; the rest interpolated (faces.track_keyframes)
+SILENT_RMS = 1e-4           # about -80 dBFS: a track this quiet carries no speech to learn from
+FACELESS_WARN = 0.02        # warn, with time ranges, when more than this share of frames has no face
+NO_SPEECH = "sync training needs speech in the clip"
 
 
 def check_target(project_dir: Path, force: bool) -> None:
@@ -238,8 +242,8 @@ def _stream_frames(video: Path, info: media.VideoInfo, crop: list[int], size: in
     """Second decode, through ffmpeg's crop and scale: write the working frames, warp each to
     canonical for the ground-truth mouth box, and gather motion statistics, all in one pass."""
     _, _, w, h = box
-    frames_out = _NpyStream(work / "frames.npy", (n, size, size, 3))
-    mouths_out = _NpyStream(work / "mouth.npy", (n, h, w, 3))
+    frames_out = _NpyStream(ProjectFolder(work).array_path("frames"), (n, size, size, 3))
+    mouths_out = _NpyStream(ProjectFolder(work).array_path("mouth"), (n, h, w, 3))
     motion = _Motion(n, size, every=max(1, n // MOTION_FRAMES))
     buf: list[np.ndarray] = []
 
@@ -247,7 +251,8 @@ def _stream_frames(video: Path, info: media.VideoInfo, crop: list[int], size: in
         frames_out.write(buf)
         pose = poses[start:start + len(buf)]
         grids = G.o2c_map(depth, head, pose, box)                                # (B, h, w, 2)
-        mouths_out.write([G.remap(f, g) for f, g in zip(buf, grids)])
+        # Bicubic: mouths are resampled again when pasted, and two bilinear passes halve their detail.
+        mouths_out.write([G.remap(f, g, cubic=True) for f, g in zip(buf, grids)])
         motion.add(start, buf, depth, head, pose)
         buf.clear()
 
@@ -270,15 +275,37 @@ def _stream_frames(video: Path, info: media.VideoInfo, crop: list[int], size: in
     return motion
 
 
-def _speech(video: Path, info: media.VideoInfo, n: int, work: Path) -> None:
-    """audio.wav and the log-mel features (silence for a clip without audio)."""
+def _speech(video: Path, info: media.VideoInfo, n: int, work: Path) -> bool:
+    """audio.wav and the log-mel features (silence for a clip without audio); True when the track is silent."""
+    silent = False
     if info.has_audio:
         wave = media.read_audio(video)
-        media.write_wav(work / "audio.wav", wave)
+        media.write_wav(ProjectFolder(work).speech_path, wave)
         mel = A.speech_features(wave)
+        silent = float(np.sqrt(np.mean(np.square(wave, dtype=np.float64)))) < SILENT_RMS
     else:
         mel = A.speech_features(np.zeros(int(n / info.fps * A.SAMPLE_RATE), np.float32))
-    save_array(work / "mel.npy", mel)
+    save_array(ProjectFolder(work).array_path("mel"), mel)
+    return silent
+
+
+def faceless_ranges(has_face: np.ndarray) -> list[list[int]]:
+    """[first, last] frame of each run of frames without a face."""
+    miss = np.concatenate([[False], ~np.asarray(has_face, bool), [False]])
+    edges = np.flatnonzero(np.diff(miss.astype(np.int8)))
+    return [[int(a), int(b) - 1] for a, b in zip(edges[::2], edges[1::2])]
+
+
+def _faceless_warning(ranges: list[list[int]], n: int, fps: float) -> Optional[str]:
+    missing = sum(b - a + 1 for a, b in ranges)
+    if missing <= FACELESS_WARN * n:
+        return None
+    clock = lambda f: f"{int(f / fps // 60)}:{f / fps % 60:04.1f}"
+    longest = sorted(ranges, key=lambda r: r[0] - r[1])[:5]
+    where = ", ".join(f"{clock(a)}-{clock(b + 1)}" for a, b in sorted(longest))
+    more = f" and {len(ranges) - 5} shorter gaps" if len(ranges) > 5 else ""
+    return (f"no face in {missing} of {n} frames ({100 * missing / n:.0f}%), at {where}{more}; "
+            f"those frames keep their original mouth when dubbing")
 
 
 def prepare(video: Path | str, project_dir: Path | str, size: int = 256, force: bool = False,
@@ -306,14 +333,15 @@ def prepare(video: Path | str, project_dir: Path | str, size: int = 256, force: 
         raise MediaError(f"{video.name} is {info.duration:.1f} s long; a clip of at least {MIN_SECONDS:.0f} s "
                          "(ideally a few minutes) of one person talking is needed.")
     check_target(project_dir, force)
-    warnings = [] if info.has_audio else [
-        "the clip has no audio track: it can be prepared, but sync training needs speech in the clip"]
+    warnings = [] if info.has_audio else [f"the clip has no audio track: it can be prepared, but {NO_SPEECH}"]
 
     project_dir.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{project_dir.name}.preparing-", dir=project_dir.parent))
+    remove_stale(project_dir.parent, f".{project_dir.name}.preparing-")      # left by a killed prepare
+    held = WorkDir(project_dir.parent, f".{project_dir.name}.preparing-")
+    work = held.path
     try:
         clock.start()
-        pack = JpegPackWriter(work / "originals")
+        pack = JpegPackWriter(ProjectFolder(work).originals)
         lm_src, has_face, tracked, many = _track_pass(video, info, pack, progress, cancel, 1, track_every)
         n = pack.close()
         if many:            # another face appeared: track again choosing the largest face
@@ -348,7 +376,8 @@ def prepare(video: Path | str, project_dir: Path | str, size: int = 256, force: 
             clock.stop("frames+mouths")
             clock.start()
             progress(Progress("audio", 0, 1, "computing speech features"))
-            speech.result()
+            if speech.result():
+                warnings.append(f"the clip's audio track is silent: it can be prepared, but {NO_SPEECH}")
             clock.stop("audio")
 
         lm_out = lm.copy()
@@ -356,15 +385,18 @@ def prepare(video: Path | str, project_dir: Path | str, size: int = 256, force: 
         for name, arr in [("landmarks", lm_out), ("has_face", has_face), ("poses", poses),
                           ("fit_residual", resid), ("tracked", tracked), ("depth", depth), ("head_mask", head_mask),
                           ("face_mask", face_mask)]:
-            save_array(work / f"{name}.npy", arr)
+            save_array(ProjectFolder(work).array_path(name), arr)
 
         clock.start()
         progress(Progress("diagnostics", 0, 1, "drawing diagnostic pictures"))
-        frames = np.load(work / "frames.npy", mmap_mode="r")
+        frames = np.load(ProjectFolder(work).array_path("frames"), mmap_mode="r")
         motion_stats = write_diagnostics(work, frames, lm_out, has_face, canon_idx, box, depth, head_mask,
                                          face_mask, *motion.variances())
         clock.stop("diagnostics")
 
+        gaps = faceless_ranges(has_face)
+        if (note := _faceless_warning(gaps, n, info.fps)) is not None:
+            warnings.append(note)
         n_train = int(np.floor(n * (1 - HELDOUT)))
         seconds = time.perf_counter() - t0
         manifest = Manifest(
@@ -381,13 +413,14 @@ def prepare(video: Path | str, project_dir: Path | str, size: int = 256, force: 
                    "residual_mean_px": float(np.nanmean(resid[tracked])),
                    "residual_max_px": float(np.nanmax(resid[tracked])),
                    "prepare_seconds": seconds, "stage_seconds": clock.wall, "stage_cpu_seconds": clock.cpu, "warnings": warnings,
-                   "several_faces": bool(many), **motion_stats},
+                   "several_faces": bool(many), "faceless_ranges": gaps, **motion_stats},
             schema_version=SCHEMA_VERSION)
-        write_json(work / "project.json", manifest.to_json())
+        write_json(ProjectFolder(work).manifest_path, manifest.to_json())
         progress(Progress("done", 1, 1, f"prepared {n} frames in {seconds:.1f} s"))
+        held.release()
         _move_into_place(work, project_dir)
     except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
+        held.cleanup()
         raise
     return Project(project_dir)
 

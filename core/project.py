@@ -14,7 +14,13 @@ project/
   audio.wav           16 kHz mono speech of the clip (absent when it had none)
   mel.npy             (T, 80) float32 log-mel, 100 frames/s
   diagnostics/*.png   pictures for the user
-  checkpoints/        written by training
+  checkpoints/        written by training: latest.pt, history.json, config.json, sync_expert.pt,
+                      run-N/ (earlier runs kept aside)
+  eval/, eval_cross/  evaluation reports (report.json, report.html, figures)
+  studio.json         the studio's own state (app.studio_state)
+
+Every file name above is spelled here and nowhere else: code asks a ProjectFolder
+(any folder, prepared or not) or a Project (docs/architecture.md, "Project folder").
 """
 from __future__ import annotations
 
@@ -33,6 +39,20 @@ from .errors import ProjectError
 
 SCHEMA_VERSION = 1
 MANIFEST = "project.json"
+CHECKPOINTS = "checkpoints"
+LATEST = "latest.pt"              # the current run's checkpoint
+HISTORY = "history.json"          # the current run's loss history
+RUN_CONFIG = "config.json"        # the current run's settings
+SYNC_EXPERT = "sync_expert.pt"    # belongs to the clip, not to a run: keep_aside leaves it
+RUN_PREFIX = "run-"               # checkpoints/run-N/: an earlier run kept aside
+RUN_FILES = (LATEST, HISTORY, RUN_CONFIG)
+EVAL, EVAL_CROSS = "eval", "eval_cross"
+REPORT_JSON, REPORT_HTML = "report.json", "report.html"
+ORIGINALS = "originals"           # originals.bin/.idx (core.framestore.JpegPack)
+DIAGNOSTICS = "diagnostics"
+SPEECH = "audio.wav"
+STUDIO = "studio.json"
+EXPORTS = "exports"               # where the studio exports when the user has no Videos folder
 DATA_DIR_ENV = "SPEECH2LIP_DATA_DIR"
 
 
@@ -76,6 +96,24 @@ def save_array(path: Path | str, arr: np.ndarray) -> None:
             np.save(f, arr)
 
 
+def redo_advice(root: Path) -> str:
+    """What to do about a damaged project. --force replaces the whole folder, so where a trained
+    model lives there, say to move it out first: the advice must not throw hours of training away."""
+    ckpt = ProjectFolder(root).checkpoints
+    try:
+        trained = ckpt.is_dir() and any(ckpt.rglob("*.pt"))
+    except OSError:
+        trained = False
+    if trained:
+        return (f"move {ckpt} out of the project first (it holds the trained model; --force would delete it), "
+                f"then prepare the clip again with --force")
+    return "prepare the clip again with --force"
+
+
+def _first_upper(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
 # --- manifest ----------------------------------------------------------------------
 
 @dataclass
@@ -103,20 +141,20 @@ class Manifest:
             raise ProjectError(f"{where} is not a Speech2Lip project manifest; prepare the clip again into a new folder.")
         version = obj.get("schema_version")
         if not isinstance(version, int):
-            raise ProjectError(f"{where} has no schema version; it is corrupt. Prepare the clip again with --force.")
+            raise ProjectError(f"{where} has no schema version; it is corrupt. {_first_upper(redo_advice(where.parent))}.")
         if version > SCHEMA_VERSION:
             raise ProjectError(f"{where} was made by a newer Speech2Lip Studio (schema {version}, this one reads "
                                f"{SCHEMA_VERSION}); update the application to open it.")
         required = {"source", "size", "crop", "canonical_index", "mouth_box", "split", "audio"}
         missing = sorted(required - obj.keys())
         if missing:
-            raise ProjectError(f"{where} is corrupt (missing {', '.join(missing)}); prepare the clip again with --force.")
+            raise ProjectError(f"{where} is corrupt (missing {', '.join(missing)}); {redo_advice(where.parent)}.")
         known = {k: obj[k] for k in cls.__dataclass_fields__ if k in obj}
         try:
             m = cls(**known)
             _check_manifest(m)
         except (TypeError, ValueError) as e:
-            raise ProjectError(f"{where} is corrupt ({e}); prepare the clip again with --force.") from None
+            raise ProjectError(f"{where} is corrupt ({e}); {redo_advice(where.parent)}.") from None
         return m
 
 
@@ -134,11 +172,118 @@ def _check_manifest(m: Manifest) -> None:
 
 # --- the project -------------------------------------------------------------------
 
-class Project:
-    """A prepared project folder. Arrays open memory-mapped and lazily."""
+class ProjectFolder:
+    """The file names of a project folder, prepared or not (prepare writes into one being made)."""
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
+
+    def path(self, name: str) -> Path:
+        return self.root / name
+
+    def array_path(self, name: str) -> Path:
+        return self.root / f"{name}.npy"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / MANIFEST
+
+    @property
+    def originals(self) -> Path:
+        return self.root / ORIGINALS
+
+    @property
+    def speech_path(self) -> Path:
+        return self.root / SPEECH
+
+    @property
+    def diagnostics(self) -> Path:
+        return self.root / DIAGNOSTICS
+
+    @property
+    def studio_path(self) -> Path:
+        return self.root / STUDIO
+
+    @property
+    def exports(self) -> Path:
+        return self.root / EXPORTS
+
+    # training
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / CHECKPOINTS
+
+    @property
+    def latest_path(self) -> Path:
+        return self.checkpoints / LATEST
+
+    @property
+    def history_path(self) -> Path:
+        return self.checkpoints / HISTORY
+
+    @property
+    def run_config_path(self) -> Path:
+        return self.checkpoints / RUN_CONFIG
+
+    @property
+    def sync_expert_path(self) -> Path:
+        return self.checkpoints / SYNC_EXPERT
+
+    @property
+    def is_trained(self) -> bool:
+        return self.latest_path.is_file()
+
+    def run_dir(self, n: int) -> Path:
+        return self.checkpoints / f"{RUN_PREFIX}{int(n)}"
+
+    def next_run_dir(self) -> Path:
+        """The first free checkpoints/run-N/ folder (not created)."""
+        n = 1
+        while self.run_dir(n).exists():
+            n += 1
+        return self.run_dir(n)
+
+    def history(self) -> Optional[list[dict[str, Any]]]:
+        """The current run's loss history, None when there is none or it is unreadable."""
+        try:
+            obj = json.loads(self.history_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        hist = obj.get("history") if isinstance(obj, dict) else obj
+        return hist if isinstance(hist, list) else None
+
+    def run_config(self) -> Optional[dict[str, Any]]:
+        """The current run's saved settings as a dict, None when absent or unreadable."""
+        try:
+            obj = json.loads(self.run_config_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return obj if isinstance(obj, dict) else None
+
+    # evaluation
+    def eval_dir(self, cross: bool = False) -> Path:
+        return self.root / (EVAL_CROSS if cross else EVAL)
+
+    @property
+    def report_path(self) -> Path:
+        """The held-out evaluation's report.html."""
+        return report_html(self.eval_dir())
+
+
+def report_html(folder: Path | str) -> Path:
+    """report.html of a report folder (a project's eval/ or any --output folder)."""
+    return Path(folder) / REPORT_HTML
+
+
+def report_json(folder: Path | str) -> Path:
+    return Path(folder) / REPORT_JSON
+
+
+class Project(ProjectFolder):
+    """A prepared project folder. Arrays open memory-mapped and lazily."""
+
+    def __init__(self, root: Path | str) -> None:
+        super().__init__(root)
         path = self.root / MANIFEST
         if not path.is_file():
             raise ProjectError(f"{self.root} is not a prepared project (no {MANIFEST}); "
@@ -146,20 +291,20 @@ class Project:
         try:
             obj = json.loads(path.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ProjectError(f"{path} is corrupt ({e.__class__.__name__}); prepare the clip again with --force.") from None
+            raise ProjectError(f"{path} is corrupt ({e.__class__.__name__}); {redo_advice(self.root)}.") from None
         self.manifest = Manifest.from_json(obj, path)
         self._cache: dict[str, np.ndarray] = {}
 
     # arrays
     def array(self, name: str, mmap: bool = True) -> np.ndarray:
         if name not in self._cache:
-            p = self.root / f"{name}.npy"
+            p = self.array_path(name)
             if not p.is_file():
-                raise ProjectError(f"{self.root} is missing {p.name}; prepare the clip again with --force.")
+                raise ProjectError(f"{self.root} is missing {p.name}; {redo_advice(self.root)}.")
             try:
                 self._cache[name] = np.load(p, mmap_mode="r" if mmap else None, allow_pickle=False)
             except (ValueError, OSError) as e:
-                raise ProjectError(f"{p} is unreadable ({e}); prepare the clip again with --force.") from None
+                raise ProjectError(f"{p} is unreadable ({e}); {redo_advice(self.root)}.") from None
         return self._cache[name]
 
     @property
@@ -189,17 +334,6 @@ class Project:
     @property
     def id(self) -> str:
         return self.manifest.project_id
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.root / "checkpoints"
-
-    @property
-    def diagnostics(self) -> Path:
-        return self.root / "diagnostics"
-
-    def path(self, name: str) -> Path:
-        return self.root / name
 
     def save_manifest(self) -> None:
         write_json(self.root / MANIFEST, self.manifest.to_json())

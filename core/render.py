@@ -1,6 +1,6 @@
-"""Rendering (DESIGN.md §3): Renderer, and the dub job that streams a new MP4.
+"""Rendering (docs/architecture.md, "Dub"): Renderer, and the dub job that streams a new MP4.
 
-Per output frame: generate the canonical mouth from the audio window (LipField),
+What each output frame shows is decided by a core.plan.DubPlan. Per frame: generate the canonical mouth from the audio window (LipField),
 carry it into the background frame's pose with C2O and the learned depth
 (Gamem), paste, Blend-Net, and composite into the original full-resolution
 frame. Frames render in batches and stream to ffmpeg; nothing holds a video.
@@ -20,10 +20,11 @@ from .checkpoint import load_model
 from .errors import MediaError, UserError
 from .jobs import CancelToken, Progress, ProgressFn, ensure_token, no_progress
 from .model import pixel_coords
+from .plan import DubPlan, rest_window
 from .project import Project
 from .train import pick_device
 
-SILENCE_RMS = 1e-3          # -60 dBFS: below this an output frame's audio counts as silence
+DUB_QUALITY = 8.0           # imageio-ffmpeg's 1..10 video quality (x264 CRF 10)
 
 
 class Renderer:
@@ -47,7 +48,7 @@ class Renderer:
         self.poses = torch.from_numpy(np.array(p.array("poses"), np.float32)).to(self.device)
         self.has_face = np.array(p.array("has_face"), bool)
         self.box_shape = self.model.mouth_shape(1.0)                     # (h, w)
-        hs, ws = self.model.mouth_shape(self.config.lip.render_scale)
+        hs, ws = self.model.field_shape()
         with torch.no_grad():
             x = pixel_coords(hs, ws, self.device).view(1, hs * ws, 2)
             self._xe, self._base = self.model.lip.embed(x), self.model.lip.base(x)
@@ -58,16 +59,9 @@ class Renderer:
         # Blend-Net's output fades into the untouched frame over the region's outer pixels.
         ramp = lambda n: torch.clamp(torch.minimum(torch.arange(n) + 0.5, n - torch.arange(n) - 0.5) / 6.0, 0, 1)
         self._region_window = (ramp(rh)[:, None] * ramp(rw)[None, :]).to(self.device)[None, None]
-        self.rest_window = self._rest_window()
+        self.rest_window = rest_window(p)
 
     # --- pieces ---------------------------------------------------------------------------
-
-    def _rest_window(self) -> np.ndarray:
-        """The clip's quietest training window: what silence looks like to this model."""
-        mel = np.array(self.project.array("mel"), np.float32)
-        times = A.frame_times(self.project.n_train, self.fps)
-        energy = A.mel_windows(mel.mean(1, keepdims=True), times, window=10)[..., 0].mean(1)   # +-50 ms
-        return A.mel_windows(mel, times[[int(np.argmin(energy))]])[0]
 
     def _bg(self, bg_idx) -> np.ndarray:
         bg = np.asarray(bg_idx, np.int64).reshape(-1)
@@ -90,10 +84,7 @@ class Renderer:
         t = torch.as_tensor(bg / max(1, self.n), dtype=torch.float32, device=self.device)
         m = self.model.lip.decode(self._xe, self.model.lip.condition(mel, t), self._base)   # (B, P, 3)
         hs, ws = self._render_shape
-        m = m.transpose(1, 2).reshape(-1, 3, hs, ws)
-        if (hs, ws) != self.box_shape:
-            m = F.interpolate(m, size=self.box_shape, mode="bilinear", align_corners=False)
-        return m
+        return self.model.refine(m.transpose(1, 2).reshape(-1, 3, hs, ws))     # as model.generate
 
     @torch.no_grad()
     def _paste(self, mouths: torch.Tensor, bg: np.ndarray, pose_offsets=None) -> torch.Tensor:
@@ -203,12 +194,18 @@ class Renderer:
         bg = self._bg(bg_idx)
         return self._to8(self._paste(self._mouths(mel_windows, bg), bg, pose_offsets))
 
+    def plan_crops(self, plan: DubPlan, frames: Sequence[int], pose=None) -> np.ndarray:
+        """(K, S, S, 3) uint8 working crops of output frames `frames` of `plan`: the one way
+        dub, eval, the preview and the export turn a plan into pictures."""
+        windows, bg, offsets = plan.inputs(np.asarray(frames, np.int64), pose)
+        return self.render_crops(windows, bg, offsets)
+
     def original(self, i: int) -> np.ndarray:
         """Full-resolution source frame i (the prepared JPEG pack)."""
         if self._originals is None:
             from .framestore import JpegPack
 
-            self._originals = JpegPack(self.project.root / "originals")
+            self._originals = JpegPack(self.project.originals)
         return self._originals[int(i)]
 
     def composite_full(self, crops: np.ndarray, bg_idx: Sequence[int]) -> list[np.ndarray]:
@@ -241,7 +238,8 @@ class Renderer:
             gx = ((np.arange(cx0, cx1) + 0.5 - x0) / k - 0.5).astype(np.float32)
             gy = ((np.arange(cy0, cy1) + 0.5 - y0) / k - 0.5).astype(np.float32)
             mx, my = np.meshgrid(gx, gy)
-            rgb = cv2.remap(crop, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+            # Bicubic: the working crop is enlarged here, and bilinear would soften the generated mouth.
+            rgb = cv2.remap(crop, mx, my, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
             a = cv2.remap(alpha, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)[..., None]
             patch = full[cy0:cy1, cx0:cx1].astype(np.float32)
             full = full.copy()
@@ -269,66 +267,112 @@ def _dilate(mask: torch.Tensor, r: int, blur: bool = False) -> torch.Tensor:
 
 # --- the dub job --------------------------------------------------------------------------------
 
-def pingpong(start: int, n_out: int, n_frames: int) -> np.ndarray:
-    """Background frame per output frame: the clip from `start`, bouncing at both ends."""
-    if n_frames <= 1:
-        return np.zeros(n_out, np.int64)
-    period = 2 * (n_frames - 1)
-    pos = (start + np.arange(n_out)) % period
-    return np.where(pos < n_frames, pos, period - pos).astype(np.int64)
-
-
-def dub(project_dir: Path | str, audio_path: Path | str, output: Path | str,
+def dub(project_dir: Path | str, audio: Path | str | np.ndarray, output: Path | str,
         checkpoint: Optional[Path | str] = None, start_frame: int = 0, pose_track=None, batch: int = 8,
-        device: str = "auto", progress: ProgressFn = no_progress, cancel: Optional[CancelToken] = None) -> Path:
-    """Re-render the project's clip so the lips follow `audio_path`; returns the written MP4.
+        device: str = "auto", progress: ProgressFn = no_progress, cancel: Optional[CancelToken] = None,
+        audio_bitrate: int = 192, sample_rate: int = A.SAMPLE_RATE, span: Optional[tuple[int, int]] = None,
+        height: Optional[int] = None, quality: float = DUB_QUALITY) -> Path:
+    """Re-render the project's clip so the lips follow `audio`; returns the written MP4.
 
-    pose_track: None, a core.pose.PoseTrack, or a path to its JSON file.
+    audio: a speech file, whose own sound (rate, channels) is delivered; or an array, (N,) or
+    (N, C) at `sample_rate`, delivered as it is (the editor's mix). The model's features are
+    made from a 16 kHz mono copy. The sound is AAC at `audio_bitrate` kb/s.
+    start_frame: the clip frame the plan starts on (ping-pong phase). pose_track: None, a
+    core.pose.PoseTrack, or a path to its JSON file. span: output frames [a, b) of the plan to
+    write (default all; the sound is cut to them), as the editor's export of in..out.
+    height: output height in pixels (default the source's); quality: the video's 1..10 quality.
+    Everything is encoded once.
     """
     cancel = ensure_token(cancel)
-    output = Path(output)
+    output = media.check_output(output)
     project = Project(project_dir)
+    if not 32 <= int(audio_bitrate) <= 512:
+        raise UserError(f"--audio-bitrate {audio_bitrate} is outside 32..512 kb/s; 192 suits speech.")
+    if not 1 <= float(quality) <= 10:
+        raise UserError(f"video quality {quality} is outside 1..10; 8 is the default.")
+    if height is not None and not 16 <= int(height) <= 4320:
+        raise UserError(f"output height {height} is outside 16..4320 pixels.")
+    is_file = not isinstance(audio, np.ndarray)
+    if is_file and span is not None:
+        raise ValueError("a span needs the audio as an array: a speech file is delivered whole")
+    sources = [("the project's source video", Path(project.manifest.source.get("path", "")))]
+    for name, src in ([("the speech file", Path(audio))] if is_file else []) + sources:
+        if _same_file(output, src):
+            raise UserError(f"{output} is {name}; writing there would destroy it. Choose another output name.")
     if not 0 <= int(start_frame) < project.n_frames:
         raise UserError(f"--start-frame {start_frame} is outside the clip; use 0..{project.n_frames - 1}.")
-    r = Renderer(project, checkpoint, device)
-    progress(Progress("dub", 0, 0, f"reading {Path(audio_path).name}"))
-    wave = media.read_audio(audio_path)
+    r = Renderer(project, checkpoint, device)        # a missing or foreign model fails before any work
+    if is_file:
+        progress(Progress("dub", 0, 0, f"reading {Path(audio).name}"))
+        wave = media.read_audio(audio)
+        name = Path(audio).name
+    else:
+        wave, name = speech_copy(audio, sample_rate), "the audio"
     if wave.size < A.SAMPLE_RATE // 10:
-        raise MediaError(f"{Path(audio_path).name} has less than 0.1 s of audio; choose a longer recording.")
-    fps = project.fps
-    n_out = max(1, int(round(len(wave) / A.SAMPLE_RATE * fps)))
-    times = A.frame_times(n_out, fps)
-    windows = A.mel_windows(A.speech_features(wave), times)
-    silent = frame_rms(wave, times) < SILENCE_RMS
-    windows[silent] = r.rest_window                      # silence: the mouth rests as in the clip's pauses
-    bg = pingpong(int(start_frame), n_out, project.n_frames)
-    offsets = None
-    if pose_track is not None:
+        raise MediaError(f"{name} has less than 0.1 s of audio; choose a longer recording.")
+    if pose_track is not None and not hasattr(pose_track, "clamp"):
         from .pose import PoseTrack
 
-        track = pose_track if isinstance(pose_track, PoseTrack) else PoseTrack.load(pose_track)
-        track, notes = track.clamp()
-        for note in notes:
-            progress(Progress("dub", 0, n_out, note))
-        offsets = None if track.is_zero() else track.at(np.arange(n_out))
+        pose_track = PoseTrack.load(pose_track)
+    plan = DubPlan.for_speech(project, wave, start=int(start_frame), pose_track=pose_track)
+    a, b = (0, len(plan)) if span is None else (int(span[0]), int(span[1]))
+    if not 0 <= a < b <= len(plan):
+        raise UserError(f"frames {a}..{b - 1} are outside the timeline (0..{len(plan) - 1}).")
+    n_out = b - a
+    for note in plan.notes:
+        progress(Progress("dub", 0, n_out, note))
     src = project.manifest.source
-    with media.VideoWriter(output, (int(src["width"]), int(src["height"])), fps, audio=wave,
-                           audio_rate=A.SAMPLE_RATE) as vw:
-        for s in range(0, n_out, batch):
+    size = (int(src["width"]), int(src["height"]))
+    if height is not None:
+        size = (max(2, int(round(size[0] * int(height) / size[1] / 2)) * 2), int(height))
+    sound = {"audio_source": audio} if is_file else \
+        {"audio": _cut(audio, sample_rate, a, b, plan.fps), "audio_rate": int(sample_rate)}
+    with media.VideoWriter(output, size, plan.fps, quality=float(quality), audio_bitrate=audio_bitrate,
+                           **sound) as vw:
+        for s in range(a, b, batch):
             cancel.raise_if_cancelled()
-            sl = slice(s, min(n_out, s + batch))
-            crops = r.render_crops(windows[sl], bg[sl], None if offsets is None else offsets[sl])
-            for frame in r.composite_full(crops, bg[sl]):
-                vw.write(frame)
-            progress(Progress("dub", sl.stop, n_out, f"rendered {sl.stop}/{n_out} frames"))
+            frames = np.arange(s, min(b, s + batch))
+            crops = r.plan_crops(plan, frames)
+            for frame in r.composite_full(crops, plan.background[frames]):
+                vw.write(_resized(frame, size))
+            done = int(frames[-1]) + 1 - a
+            progress(Progress("dub", done, n_out, f"rendered {done}/{n_out} frames"))
     return output
 
 
-def frame_rms(wave: np.ndarray, times: np.ndarray, half_window_s: float = 0.1) -> np.ndarray:
-    """(N,) RMS of the waveform within +-half_window_s of each timestamp."""
-    half = int(half_window_s * A.SAMPLE_RATE)
-    c = np.concatenate([[0.0], np.cumsum(np.asarray(wave, np.float64) ** 2)])
-    centre = np.round(np.asarray(times) * A.SAMPLE_RATE).astype(np.int64)
-    lo = np.clip(centre - half, 0, len(wave))
-    hi = np.clip(centre + half, 0, len(wave))
-    return np.sqrt((c[hi] - c[lo]) / np.maximum(1, hi - lo))
+def speech_copy(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """The 16 kHz mono copy of an (N,) or (N, C) array that the model's features are made from."""
+    wave = np.asarray(audio, np.float32)
+    if wave.ndim == 2:
+        wave = wave.mean(axis=1)
+    if wave.ndim != 1:
+        raise UserError(f"audio must be (samples,) or (samples, channels); got shape {np.shape(audio)}.")
+    if int(sample_rate) not in media.AAC_RATES:
+        raise UserError(f"audio at {sample_rate} Hz cannot be delivered as AAC; use 16, 44.1 or 48 kHz.")
+    if int(sample_rate) != A.SAMPLE_RATE:
+        import librosa
+
+        wave = librosa.resample(wave, orig_sr=int(sample_rate), target_sr=A.SAMPLE_RATE).astype(np.float32)
+    return wave
+
+
+def _cut(audio: np.ndarray, sample_rate: int, a: int, b: int, fps: float) -> np.ndarray:
+    """The delivered sound of output frames [a, b)."""
+    spf = sample_rate / fps
+    return np.asarray(audio, np.float32)[int(round(a * spf)):int(round(b * spf))]
+
+
+def _resized(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    if frame.shape[1] == size[0] and frame.shape[0] == size[1]:
+        return frame
+    import cv2
+
+    shrink = size[1] < frame.shape[0]
+    return cv2.resize(frame, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LANCZOS4)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and a.samefile(b)
+    except OSError:
+        return False

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 
 COLUMNS = [("psnr_mouth", "PSNR mouth (dB)", "higher"), ("ssim_mouth", "SSIM mouth", "higher"),
            ("psnr_face", "PSNR face (dB)", "higher"), ("ssim_face", "SSIM face", "higher"),
-           ("cpbd", "CPBD", "higher"), ("lmd", "LMD", "lower"),
+           ("cpbd", "CPBD inner", "higher"), ("sharpness_inner", "Sharpness inner", "higher"),
+           ("teeth_share", "Teeth", "real"), ("opening_std", "Opening std", "real"), ("lmd", "LMD", "lower"),
            ("av_offset_frames", "AV offset (frames)", "zero"), ("av_confidence", "AV confidence", "higher")]
 COLOURS = {"real": "#222222", "static": "#8c8c8c", "retrieval": "#1f77b4", "model": "#d62728"}
 
@@ -206,7 +207,11 @@ def _best(rows: dict[str, dict[str, Any]], key: str, sense: str) -> set[str]:
             and math.isfinite(r[key])}
     if not vals:
         return set()
-    score = {"higher": lambda x: -x, "lower": lambda x: x, "zero": abs}[sense]
+    ref = rows.get("real", {}).get(key)
+    if sense == "real" and not isinstance(ref, (int, float)):
+        return set()
+    score = {"higher": lambda x: -x, "lower": lambda x: x, "zero": abs,
+             "real": lambda x: abs(x - ref)}[sense]        # "real": nearest the real frames' value
     best = min(score(v) for v in vals.values())
     return {m for m, v in vals.items() if score(v) == best}
 
@@ -273,7 +278,9 @@ img {{ max-width: 100%; display: block; margin: 0.5em 0 1.5em; }} .note {{ color
 <h2>Metrics</h2>
 <table><thead><tr><th>method</th>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>
 <p class="note">Bold: best method other than the real frames. Mouth region: {html.escape(str(regions.get('mouth', '')))}.
-CPBD on the {html.escape(str(regions.get('cpbd', '')))}. LMD: {html.escape(str(regions.get('lmd', '')))}.
+CPBD on the {html.escape(str(regions.get('cpbd', '')))}. Sharpness: {html.escape(str(regions.get('sharpness', '')))}.
+Teeth: {html.escape(str(regions.get('teeth', '')))}. Opening std: {html.escape(str(regions.get('opening', '')))}; for
+these two, nearest the real frames is best. LMD: {html.escape(str(regions.get('lmd', '')))}.
 AV offset: {html.escape(str(regions.get('sync', '')))}; 0 is in sync. AV confidence: how strongly the speech read
 from the lips follows the speech heard, in units of the speaker's own; {html.escape(chance)}</p>
 <h2>Frames at the same moments</h2>{img('strips.png', 'frame strips')}

@@ -1,4 +1,7 @@
-"""The sync expert and the contrastive sync loss (paper §4.4, Eq. 6).
+"""The training sync expert and the contrastive sync loss (paper §4.4, Eq. 6).
+
+Not to be confused with the evaluation's sync probe (core.avsync), metrics.Sync (an
+offset measurement) or bench/sync_ablation.py (docs/architecture.md, "Four syncs").
 
 With no pretrained weights at hand, the expert learns from the user's own clip:
 an audio encoder over the mel window of a frame and a lower-face encoder over
@@ -24,9 +27,7 @@ import torch.nn.functional as F
 from .audio import MEL_RATE, WINDOW as MEL_WINDOW, frame_times, mel_windows
 from .errors import CheckpointError, ProjectError
 from .jobs import CancelToken, Progress, ProgressFn, ensure_token, no_progress
-from .project import Project, atomic_path, looks_like_project
-
-CHECKPOINT_NAME = "sync_expert.pt"
+from .project import Project, ProjectFolder, atomic_path, looks_like_project
 FORMAT = "speech2lip-sync-expert"
 
 
@@ -64,7 +65,7 @@ class SyncConfig:
 # comes from lining the sequences up, which generalises from a short clip where
 # memorising whole windows does not.
 
-class AudioEncoder(nn.Module):
+class ExpertAudioEncoder(nn.Module):
     """Mel window (B, T, 80) -> (B, window, F): a dilated Conv1d stack at 100 Hz,
     read out at the 5 video-frame times around the window centre."""
 
@@ -90,7 +91,7 @@ class AudioEncoder(nn.Module):
         return (h[..., lo] * (1 - frac) + h[..., lo + 1] * frac).transpose(1, 2)  # (B, window, F)
 
 
-class MouthEncoder(nn.Module):
+class ExpertMouthEncoder(nn.Module):
     """Mouth crops (B, window, 3, h, w) -> (B, window, F): one small CNN per frame."""
 
     def __init__(self, cfg: SyncConfig) -> None:
@@ -117,8 +118,8 @@ class SyncExpert(nn.Module):
     def __init__(self, cfg: Optional[SyncConfig] = None) -> None:
         super().__init__()
         self.cfg = cfg or SyncConfig()
-        self.audio = AudioEncoder(self.cfg)
-        self.mouth = MouthEncoder(self.cfg)
+        self.audio = ExpertAudioEncoder(self.cfg)
+        self.mouth = ExpertMouthEncoder(self.cfg)
 
     def resize(self, mouths: torch.Tensor) -> torch.Tensor:
         """(B, 5, 3, h, w) any size -> (B, 5, 3, *mouth_hw), differentiable."""
@@ -367,7 +368,7 @@ def train_sync_expert(project: Project, cfg: Optional[SyncConfig] = None, progre
     stats = evaluate_sync_expert(expert, project, data)
     stats.update(steps=step, seconds=round(seconds, 1), loss=float(np.mean(losses[-25:])))
     if save:
-        save_sync_expert(expert, project.checkpoints / CHECKPOINT_NAME, project.id, stats)
+        save_sync_expert(expert, project.sync_expert_path, project.id, stats)
     progress(Progress("sync", cfg.steps, cfg.steps,
                       f"sync expert: held-out offset accuracy {stats['offset_accuracy']:.0%} "
                       f"(chance {stats['chance']:.0%})", dict(stats)))
@@ -408,11 +409,11 @@ def _wav2lip_like(state: dict) -> bool:
 def load_sync_expert(path_or_project: Project | Path | str, device: str | torch.device = "cpu") -> SyncExpert:
     """A frozen expert from a project (its checkpoints/sync_expert.pt) or a file."""
     if isinstance(path_or_project, Project):
-        path = path_or_project.checkpoints / CHECKPOINT_NAME
+        path = path_or_project.sync_expert_path
     else:
         path = Path(path_or_project)
         if path.is_dir() and looks_like_project(path):
-            path = path / "checkpoints" / CHECKPOINT_NAME
+            path = ProjectFolder(path).sync_expert_path
     if not path.is_file():
         raise CheckpointError(f"No sync expert at {path}; train the clip (the sync stage trains one) "
                               "or leave out --sync-expert.")

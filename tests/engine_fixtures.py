@@ -1,4 +1,4 @@
-"""Shared fixtures of the engine tests: a small training config and one trained project per session.
+"""Shared fixtures of the engine tests: small training configs and trained projects, each made once per session.
 
 Import the fixtures into a test module (`from engine_fixtures import trained`); the
 module-level cache makes the training run once however many modules use it.
@@ -14,6 +14,7 @@ from speech2lip.core.config import preset
 
 TRAINED: dict[str, dict] = {}
 TRAIN_STEPS = 600
+SMOKE_STEPS = 2
 
 
 def tiny_config(**overrides):
@@ -22,6 +23,31 @@ def tiny_config(**overrides):
             "train.preview_every": 50, "train.checkpoint_every": 10_000, "train.sync": False}
     base.update(overrides)
     return preset("quick", **base)
+
+
+def smoke_config(**overrides):
+    """Everything shrunk together (width, depth, mouth scale, Blend-Net and detail batches, steps) for a
+    2-step end-to-end run: it checks that the pieces fit, not that anything learns."""
+    base = {"lip.width": 16, "lip.n_layers": 2, "lip.skip_at": 1, "lip.audio_dim": 16, "lip.scale": 0.2,
+            "lip.render_scale": 0.2, "train.batch": 2, "blend.batch": 1, "detail.batch": 1, "detail.pool": 32,
+            "train.steps": SMOKE_STEPS, "train.eval_every": 10_000, "train.preview_every": 10_000,
+            "train.checkpoint_every": 10_000, "train.sync": False, "train.w_lpips": 0.0}
+    base.update(overrides)
+    return preset("quick", **base)
+
+
+@pytest.fixture(scope="session")
+def smoke_trained(obama_project, tmp_path_factory) -> Path:
+    """A copy of the prepared obama project trained SMOKE_STEPS steps with smoke_config: a model that
+    renders (badly) in seconds, for tests of plumbing."""
+    if "smoke" not in TRAINED:
+        from speech2lip.core.train import train
+
+        root = tmp_path_factory.mktemp("smoke") / "obama"
+        shutil.copytree(obama_project, root)
+        train(root, steps=SMOKE_STEPS, device="cpu", config=smoke_config())
+        TRAINED["smoke"] = {"root": Path(root)}
+    return TRAINED["smoke"]["root"]
 
 
 @pytest.fixture(scope="session")

@@ -176,6 +176,11 @@ def main(argv=None) -> int:
         ed.transport.zoom_btn.setChecked(True)
         shot(app, win, "editor_mouth_zoom")
         ed.transport.zoom_btn.setChecked(False)
+        win.resize(1280, 800)            # the smallest laptop layout: nothing may clip or widen
+        pause(app, 1)
+        shot(app, win, "editor_1280x800")
+        win.resize(*SIZE)
+        pause(app, 0.5)
 
         # Export mid-run
         step("export")

@@ -6,6 +6,7 @@ import time
 
 import pytest
 from PySide6.QtCore import QTimer, Qt
+from PySide6.QtWidgets import QMessageBox
 
 from app_support import (SPEECH, copy_project, make_window, prepared_short, short_clip, trained_short,
                          use_tiny_training, wait_done)
@@ -55,7 +56,10 @@ def test_pause_resume_and_close_mid_training(qtbot, tmp_path, tmp_path_factory, 
     # Resume continues from the checkpoint, then closing the app mid-run saves it again.
     job = tp.start(resume=True)
     qtbot.waitUntil(lambda: studio_state.last_step(root) > paused_at, timeout=120_000)
-    win.close()                                          # cancels training, waits for the checkpoint
+    assert not win.close()                               # asks first: stop (saving) or keep training
+    box = [b for b in win.findChildren(QMessageBox) if b.objectName() == "closeDuringTraining"][0]
+    qtbot.mouseClick([b for b in box.buttons() if b.text().startswith("Stop")][0], Qt.LeftButton)
+    qtbot.waitUntil(lambda: not win.isVisible(), timeout=60_000)   # cancelled; the checkpoint is saved
     assert job.state == "cancelled"
     assert studio_state.last_step(root) > paused_at
     assert studio_state.training_unfinished(root) is not None

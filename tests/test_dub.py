@@ -15,7 +15,8 @@ from speech2lip.core import media
 from speech2lip.core.cli import main as cli_main
 from speech2lip.core.errors import CheckpointError, MediaError, UserError
 from speech2lip.core.project import Project
-from speech2lip.core.render import Renderer, dub, pingpong
+from speech2lip.core.plan import pingpong
+from speech2lip.core.render import Renderer, dub
 
 
 @pytest.fixture(scope="module")
@@ -34,11 +35,11 @@ def turned_frames(project: Project, k: int = 4) -> np.ndarray:
 
 
 def test_pingpong_schedule_never_leaves_the_clip():
-    bg = pingpong(7, 100, 10)
+    bg = pingpong(7 + np.arange(100), 10)
     assert bg.min() == 0 and bg.max() == 9 and bg[0] == 7
     assert list(bg[:6]) == [7, 8, 9, 8, 7, 6]
     assert np.all(np.abs(np.diff(bg)) == 1)
-    assert list(pingpong(0, 3, 1)) == [0, 0, 0]
+    assert list(pingpong(np.arange(3), 1)) == [0, 0, 0]
 
 
 def test_renderer_api_shapes(renderer):

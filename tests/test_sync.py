@@ -65,7 +65,7 @@ def test_expert_finds_the_true_offset_on_held_out_frames(expert_run):
     assert st["offset_accuracy_pm1"] >= 3 * st["chance_pm1"], st
     # Over all held-out frames together, the best offset is the true one (to a frame).
     assert abs(st["clip_offset"]) <= 1, st
-    assert (p.checkpoints / S.CHECKPOINT_NAME).is_file()
+    assert p.sync_expert_path.is_file()
 
 
 def test_sync_loss_prefers_matching_audio(expert_run):

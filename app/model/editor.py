@@ -19,6 +19,8 @@ from typing import Any, Iterable, Optional
 
 import numpy as np
 
+from speech2lip.core.plan import pingpong      # the one ping-pong: dub, eval, preview and export use it
+
 from .commands import AddClip, DeleteKeyframe, EditClip, MoveKeyframe, RemoveClips, SetKeyframe
 from .events import EmitterGroup
 from .undo import UndoStack
@@ -53,16 +55,6 @@ class Selection:
     keyframe: Optional[int] = None
 
 
-def pingpong(frames: np.ndarray, n: int) -> np.ndarray:
-    """Source frame shown at each output frame: 0..n-1, n-2..1, 0.. never out of range."""
-    frames = np.asarray(frames, np.int64)
-    if n <= 1:
-        return np.zeros_like(frames)
-    period = 2 * n - 2
-    k = np.mod(frames, period)
-    return np.where(k < n, k, period - k)
-
-
 class EditorModel:
     def __init__(self, fps: float, n_source: int, n_tracks: int = 2) -> None:
         if fps <= 0 or n_source <= 0:
@@ -72,7 +64,7 @@ class EditorModel:
         self.n_tracks = int(n_tracks)
         self.undo = UndoStack()
         self.events = EmitterGroup("clips", "keyframes", "playhead", "selection", "range",
-                                   "duration", "pending_pose", "sources")
+                                   "duration", "pending_pose", "sources", "dirty")
         self._clips: dict[int, AudioClip] = {}
         self._keys: dict[int, Pose] = {}
         self._sources: dict[str, np.ndarray] = {}
@@ -84,6 +76,8 @@ class EditorModel:
         self._duration = self._compute_duration()
         self.selection = Selection()
         self.mix_revision = 0       # bumps on every change of what is heard
+        self._edits = self._saved = 0   # edit revision now / when last saved: unsaved while they differ
+        self.undo.events.changed.connect(lambda e: self._touched())
 
     # --- read ----------------------------------------------------------------------
     @property
@@ -137,6 +131,50 @@ class EditorModel:
         ff = frame % base
         s = frame // base
         return f"{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}:{ff:02d}"
+
+    def length_text(self, frames: int) -> str:
+        """A span as the app writes it everywhere (model.formats.duration_text)."""
+        from .formats import duration_text
+
+        return duration_text(frames, self.fps)
+
+    def overlaps(self) -> list[tuple[int, int]]:
+        """[start, end) spans where clips on different tracks sound together (they mix)."""
+        spans = sorted((c.start, c.end, c.track) for c in self._clips.values())
+        out: list[tuple[int, int]] = []
+        for i, (a0, a1, ta) in enumerate(spans):
+            for b0, b1, tb in spans[i + 1:]:
+                if b0 >= a1:
+                    break
+                if tb != ta:
+                    out.append((b0, min(a1, b1)))
+        out.sort()
+        merged: list[tuple[int, int]] = []
+        for a, b in out:
+            if merged and a <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+            else:
+                merged.append((a, b))
+        return merged
+
+    # --- saved state ------------------------------------------------------------------
+    @property
+    def dirty(self) -> bool:
+        """True while an edit is not yet written to the project."""
+        return self._edits != self._saved
+
+    @property
+    def edit_revision(self) -> int:
+        return self._edits
+
+    def mark_saved(self, revision: Optional[int] = None) -> None:
+        """The state at `revision` (default: now) is on disk; later edits stay unsaved."""
+        self._saved = self._edits if revision is None else revision
+        self.events.dirty(dirty=self.dirty)
+
+    def _touched(self) -> None:
+        self._edits += 1
+        self.events.dirty(dirty=True)
 
     # --- audio sources -----------------------------------------------------------
     def add_source(self, path: str | Path, wave: np.ndarray) -> None:
@@ -293,12 +331,14 @@ class EditorModel:
         if self._in is not None and self._out is not None and self._out < self._in:
             self._out = None
         self.events.range(in_point=self._in, out_point=self._out)
+        self._touched()
 
     def set_out_point(self, frame: Optional[int]) -> None:
         self._out = None if frame is None else max(0, int(frame))
         if self._in is not None and self._out is not None and self._out < self._in:
             self._in = None
         self.events.range(in_point=self._in, out_point=self._out)
+        self._touched()
 
     # --- what the renderer needs -----------------------------------------------------------
     def background(self, frames: Iterable[int]) -> np.ndarray:
@@ -350,6 +390,7 @@ class EditorModel:
         self.events.keyframes(frames=sorted(self._keys))
         self.events.range(in_point=self._in, out_point=self._out)
         self.set_playhead(int(obj.get("playhead", 0)))
+        self.mark_saved()                # what was just read is what the file holds
         return sorted({c.path for c in self._clips.values()})
 
     # --- primitives used by commands --------------------------------------------------------

@@ -1,7 +1,7 @@
-"""Sync expert: what it costs to train and how well it finds the true audio offset.
+"""The training sync expert (core.sync): what it costs to train and how well it finds the true audio offset.
 
-    python bench/sync.py --projects PROJECT [PROJECT ...] [--steps N] [--engine-steps N] [--device cpu]
-    python bench/sync.py --ablation PROJECT --budget 1500 [--keep DIR] [--seeds 0 1 2]
+    python bench/sync_ablation.py --projects PROJECT [PROJECT ...] [--steps N] [--engine-steps N] [--device cpu]
+    python bench/sync_ablation.py --ablation PROJECT --budget 1500 [--keep DIR] [--seeds 0 1 2]
 
 For each prepared project: the expert's training time and its held-out accuracy at
 picking the true offset among ±15 frames (chance 1/31). Then the engine's own
@@ -12,7 +12,7 @@ cost can be read as a share of standard training. Prints numbers; never asserts.
 --ablation: the contrastive sync loss with and without, on the same clip and budget.
 One `quick` run trains to the start of the sync stage (90 % of the budget); two
 copies of it then finish the budget, one with the sync stage (Eq. 6), one without
-(Blend-Net's stage continues instead). Both are scored by core.evaluate on the
+(train.w_sync = 0: Blend-Net's stage continues instead). Both are scored by core.evaluate on the
 held-out frames (LMD, and the sync probe's offset, which shares nothing with the
 expert: core.avsync), and both render the whole clip with its audio and with the audio
 delayed by 5 frames: the lag between the two tracked mouth-opening curves shows
@@ -30,6 +30,7 @@ import platform
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -89,7 +90,7 @@ def opening_lag(renderer, shift: int, max_lag: int = 15) -> tuple[int, float]:
 
 def reseed(root: Path, seed: int) -> None:
     """Give a copied run its own random stream for the steps it has left (resume restores the saved one)."""
-    path = root / "checkpoints" / "latest.pt"
+    path = Project(root).latest_path
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     ckpt["rng"]["sampler"] = torch.Generator().manual_seed(seed).get_state()
     torch.manual_seed(seed)
@@ -97,18 +98,16 @@ def reseed(root: Path, seed: int) -> None:
     torch.save(ckpt, path)
 
 
-def zero_loss_module():
-    """core.sync with Eq. 6 weighted to nothing: the sync stage's schedule and batches, without its loss."""
-    import types
-
-    real = S.contrastive_sync_loss
-    mod = types.SimpleNamespace(**{k: getattr(S, k) for k in dir(S) if not k.startswith("__")})
-    mod.contrastive_sync_loss = lambda *a, **k: 0.0 * real(*a, **k)
-    return mod
+def switch_config(root: Path, cfg) -> None:
+    """Make a copied run's checkpoint carry `cfg`, so that --resume continues it with that setting."""
+    path = Project(root).latest_path
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt["config"], ckpt["fingerprint"] = cfg.to_dict(), cfg.fingerprint()
+    torch.save(ckpt, path)
 
 
-BRANCHES = {"with": "the sync stage with Eq. 6", "without": "no sync stage (Blend-Net's stage continues)",
-            "zero": "the sync stage with Eq. 6 weighted 0 (same schedule and batches, no sync gradient)"}
+# Each branch is a config switch: train.w_sync 0 turns the sync stage off (core.train).
+BRANCHES = {"with": "the sync stage with Eq. 6", "without": "no sync stage, train.w_sync 0 (Blend-Net's stage continues)"}
 
 
 def ablation(src: Path, budget: int, keep: Path | None, device: str, w_sync: float | None = None,
@@ -125,7 +124,7 @@ def ablation(src: Path, budget: int, keep: Path | None, device: str, w_sync: flo
     cfg = preset("quick", **({"train.w_sync": w_sync} if w_sync is not None else {}))
     cut = int(round(0.9 * budget))
     t0 = time.perf_counter()
-    if (tmp / "base" / "checkpoints" / "latest.pt").is_file():
+    if (tmp / "base").is_dir() and Project(tmp / "base").is_trained:
         base = Project(tmp / "base")                 # a kept shared run: only the branches are redone
         print(f"reusing the shared run in {tmp / 'base'}", flush=True)
     else:
@@ -151,16 +150,11 @@ def ablation(src: Path, budget: int, keep: Path | None, device: str, w_sync: flo
             shutil.copytree(base.root, root, symlinks=True)
             if len(seeds) > 1:
                 reseed(root, seed)
-            saved = T._sync_module
-            if name == "without":
-                T._sync_module = lambda: None                        # the engine as if core.sync were absent
-            elif name == "zero":
-                T._sync_module = zero_loss_module
-            try:
-                t1 = time.perf_counter()
-                res = T.train(root, config=cfg, steps=budget, device=device, resume=True)
-            finally:
-                T._sync_module = saved
+            branch_cfg = cfg if name == "with" else replace(cfg, train=replace(cfg.train, w_sync=0.0))
+            if branch_cfg is not cfg:
+                switch_config(root, branch_cfg)
+            t1 = time.perf_counter()
+            res = T.train(root, config=branch_cfg, steps=budget, device=device, resume=True)
             rep = evaluate(root, output=root / "eval")
             # Another speaker's 11 s of speech: five times the held-out length, so the offset is measurable.
             cross = evaluate(root, output=root / "eval_cross", audio=SPEECH)["methods"]["model"]
