@@ -119,6 +119,23 @@ def print_tables(results: list[dict]) -> None:
         print(f"  {name:34s}{per[0][i][2]:>10s}{cells}")
 
 
+def stack_strips(paths: list[Path]):
+    """The clips' strip figures one above the other, at the width of the first."""
+    import cv2
+    import numpy as np
+
+    imgs = [cv2.imread(str(p)) for p in paths]
+    w = imgs[0].shape[1]
+    imgs = [im if im.shape[1] == w else cv2.resize(im, (w, round(im.shape[0] * w / im.shape[1]))) for im in imgs]
+    return np.concatenate(imgs, axis=0)
+
+
+def cv2_write(path: Path, img) -> None:
+    import cv2
+
+    cv2.imwrite(str(path), img)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clips", nargs="+", default=list(CLIPS), choices=CLIPS)
@@ -142,6 +159,10 @@ def main(argv=None) -> int:
     (args.out / "quality.json").write_text(json.dumps({"overrides": overrides, "results": results}, indent=1,
                                                       default=float))
     print_tables(results)
+    strips = [args.out / r["clip"] / "held_out" / "strips.png" for r in results]
+    if all(p.is_file() for p in strips):
+        combined = stack_strips(strips)
+        cv2_write(args.out / "strips_all.png", combined)
     print(f"\nstrips and reports: {args.out}/CLIP/held_out/strips.png, {args.out}/CLIP/SPEECH/")
     return 0
 

@@ -167,8 +167,11 @@ def reference_bank(project: Project, pool: int):
     has_face = np.asarray(project.array("has_face"), bool)
     idx = np.nonzero(has_face[:project.n_train])[0]
     idx = pool_frames(idx if len(idx) else np.array([project.manifest.canonical_index]), pool)
+    from .audio import frame_times, mel_windows
+
     mouth = project.array("mouth")
-    return ReferenceBank(np.stack([mouth[i] for i in idx]), idx)
+    windows = mel_windows(np.asarray(project.array("mel"), np.float32), frame_times(project.n_frames, project.fps)[idx])
+    return ReferenceBank(np.stack([mouth[i] for i in idx]), idx, windows)
 
 
 def mean_mouth(project: Project):

@@ -75,6 +75,7 @@ class LineProgress:
         self.stream = stream
         self._stage: Optional[str] = None
         self._at = 0.0
+        self._pending: Optional[Progress] = None        # the latest report not yet printed
         self.last: Optional[Progress] = None
 
     def __call__(self, p: Progress) -> None:
@@ -82,9 +83,13 @@ class LineProgress:
         if self.quiet:
             return
         now = self.clock()
+        if p.stage != self._stage:
+            self.close()                               # how the last stage ended
         if p.stage != self._stage or now - self._at >= self.every:
-            self._stage, self._at = p.stage, now
-            print(self.line(p), file=self.stream or sys.stderr, flush=True)
+            self._stage, self._at, self._pending = p.stage, now, None
+            self._print(p)
+        else:
+            self._pending = p
 
     @staticmethod
     def line(p: Progress) -> str:
@@ -93,8 +98,13 @@ class LineProgress:
         text = post or p.message
         return f"{p.stage}:{count}" + (f" {text}" if text else "")
 
+    def _print(self, p: Progress) -> None:
+        print(self.line(p), file=self.stream or sys.stderr, flush=True)
+
     def close(self) -> None:
-        pass
+        if self._pending is not None and not self.quiet:
+            self._print(self._pending)
+        self._pending = None
 
 
 def progress_for(quiet: bool = False):

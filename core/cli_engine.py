@@ -24,7 +24,7 @@ def _resource(name: str) -> Path:
 
 def demo_minutes(device: str = "auto") -> float:
     """Training time of the demo: well inside 15 minutes in all on a 2-core CPU."""
-    from .train import pick_device
+    from .device import pick_device
 
     return 2.0 if pick_device(device).type == "cuda" else 8.0
 
@@ -77,20 +77,40 @@ def _print_figures(r: dict[str, Any]) -> None:
 
 
 def cmd_train(args) -> int:
+    import os
+
     from .cli import run_job
     from .train import train
 
-    if args.steps is None and args.minutes is None and args.preset in (None, "quick") \
+    if args.gpus is not None and "WORLD_SIZE" not in os.environ:
+        return _launch_train(args)
+    main = int(os.environ.get("RANK", 0)) == 0          # under torchrun, rank 0 speaks for the run
+    if main and args.steps is None and args.minutes is None and args.preset in (None, "quick") \
             and not args.resume:
         print("no --steps or --minutes given: training the preset's default number of steps")
     r = run_job(train, Path(args.project), preset=args.preset, steps=args.steps, minutes=args.minutes,
                 device=args.device, resume=args.resume, new_run=args.new_run, sync_expert=args.sync_expert,
-                quiet=args.quiet)
+                quiet=args.quiet or not main)
+    if not main:
+        return 0
     print(f"trained {args.project}")
     if r.get("previous_run"):
         print(f"  previous run kept in {r['previous_run']}")
     _print_figures(r)
     return 0
+
+
+def _launch_train(args) -> int:
+    """`train --gpus N`: the same command, without --gpus, in N processes under torchrun."""
+    from .distributed import launch
+
+    argv = ["train", "--project", str(args.project), "--device", args.device]
+    for flag, value in (("--preset", args.preset), ("--steps", args.steps), ("--minutes", args.minutes),
+                        ("--sync-expert", args.sync_expert)):
+        if value is not None:
+            argv += [flag, str(value)]
+    argv += [f for f, on in (("--resume", args.resume), ("--new-run", args.new_run), ("--quiet", args.quiet)) if on]
+    return launch(args.gpus, argv)
 
 
 def _pose_track(args):
@@ -182,6 +202,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--new-run", action="store_true",
                      help="start again on a trained project; the previous run is kept in checkpoints/run-N/")
     p.add_argument("--sync-expert", metavar="FILE", help="a pretrained sync expert to use instead of training one")
+    p.add_argument("--gpus", type=int, metavar="N",
+                   help="train one model on N GPUs (N processes under torchrun; the CPU with --device cpu); "
+                        "a step is then one update over the same batch, split between them")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("dub", help="re-render the clip so the lips follow new speech")

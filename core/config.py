@@ -58,7 +58,8 @@ class BlendNetConfig:
 @dataclass
 class DetailConfig:
     enabled: bool = True              # reference-guided detail (core.detail) after the lip field
-    refs: int = 3                     # nearest training mouths given to DetailNet
+    refs: int = 4                     # training mouths given to DetailNet...
+    sound_refs: int = 2               # ...of which these are nearest in sound, the rest in shape
     channels: list[int] = field(default_factory=lambda: [16, 32, 64])
     exclude_s: float = 1.0            # in training, references come from at least this far from the target
     pool: int = 1500                  # at most this many training mouths in the reference bank

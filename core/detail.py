@@ -5,8 +5,12 @@ into one blur: no teeth, soft lips, half the opening. The lip field (§4.2) stil
 decides the shape; these pieces, beside it, supply the texture:
 
 ReferenceBank   the speaker's own training mouths, in canonical space, with small keys
-                for a nearest-shape search. Being canonical, a reference's teeth and
-                lip edges already sit where the generated mouth's would.
+                for a nearest-shape search (against the lip field's mouth) and a
+                nearest-sound search (against the speech window, as retrieval does).
+                Being canonical, a reference's teeth and lip edges already sit where
+                the generated mouth's would. The lip field regresses towards the mean
+                mouth, so shape neighbours open too little; sound neighbours bring the
+                speaker's real openings for DetailNet to weigh.
 DetailNet       a small U-Net over the lip field's mouth and its K nearest references.
                 It predicts per-pixel weights over those K + 1 images plus a residual,
                 so sharp real pixels are borrowed where the shapes agree.
@@ -37,7 +41,8 @@ class ReferenceBank(nn.Module):
     mouth.npy, which the checkpoint is tied to already.
     """
 
-    def __init__(self, mouths: np.ndarray, frames: np.ndarray, key_div: int = 8) -> None:
+    def __init__(self, mouths: np.ndarray, frames: np.ndarray, windows: Optional[np.ndarray] = None,
+                 key_div: int = 8) -> None:
         super().__init__()
         m = torch.from_numpy(np.ascontiguousarray(mouths))                      # (N, h, w, 3) uint8
         self.key_shape = (max(2, m.shape[1] // key_div), max(2, m.shape[2] // key_div))
@@ -46,17 +51,28 @@ class ReferenceBank(nn.Module):
         keys = torch.cat([self._key(m[s:s + 256].permute(0, 3, 1, 2).float() / 255)
                           for s in range(0, len(m), 256)])                      # (N, D)
         self.register_buffer("keys", keys, persistent=False)
+        sound = torch.zeros(len(m), 0) if windows is None else self._sound(torch.from_numpy(np.asarray(windows)))
+        self.register_buffer("sound", sound, persistent=False)                 # (N, window * n_mels)
 
     def _key(self, imgs: torch.Tensor) -> torch.Tensor:
         """(B, 3, h, w) in [0, 1] -> (B, D): the mouth at 1/8 resolution, its mean removed."""
         k = F.interpolate(imgs.float(), size=self.key_shape, mode="area").flatten(1)
         return k - k.mean(1, keepdim=True)
 
+    @staticmethod
+    def _sound(mel: torch.Tensor) -> torch.Tensor:
+        """(B, window, n_mels) log-mel -> (B, D), each window's mean removed (a gain change is no new sound)."""
+        k = mel.float().flatten(1)
+        return k - k.mean(1, keepdim=True)
+
     def nearest(self, query: torch.Tensor, k: int, exclude: Optional[torch.Tensor] = None,
-                window: int = 0) -> torch.Tensor:
-        """(B, 3, h', w') mouths -> (B, k) bank rows nearest in shape; rows within `window`
-        frames of exclude (B,) frame indices are skipped."""
-        d = torch.cdist(self._key(query), self.keys)                           # (B, N)
+                window: int = 0, by_sound: bool = False) -> torch.Tensor:
+        """(B, 3, h', w') mouths, or (B, window, n_mels) speech with by_sound -> (B, k) bank rows
+        nearest in shape (or sound); rows within `window` frames of exclude (B,) are skipped."""
+        if by_sound:
+            d = torch.cdist(self._sound(query), self.sound)                    # (B, N)
+        else:
+            d = torch.cdist(self._key(query), self.keys)                       # (B, N)
         if exclude is not None and window > 0:
             near = (self.frames[None] - exclude[:, None].to(self.frames)).abs() < window
             d = d.masked_fill(near, float("inf"))
@@ -130,7 +146,7 @@ class PatchCritic(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, h, w) in [0, 1] -> (B, 1, h/4, w/4) scores"""
+        """(B, 3, h, w) in [0, 1] -> (B, 1, about h/4 - 1, w/4 - 1) scores"""
         return self.net(x * 2 - 1)
 
 

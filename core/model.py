@@ -356,11 +356,12 @@ class Speech2Lip(nn.Module):
     def set_bank(self, bank: ReferenceBank) -> None:
         self.bank = bank
 
-    def refine(self, field: torch.Tensor, exclude: Optional[torch.Tensor] = None, window: int = 0) -> torch.Tensor:
-        """Lip-field mouths (B, 3, h', w') -> full-box mouths (B, 3, h, w).
+    def refine(self, field: torch.Tensor, mel: torch.Tensor, exclude: Optional[torch.Tensor] = None,
+               window: int = 0) -> torch.Tensor:
+        """Lip-field mouths (B, 3, h', w') of speech mel (B, window, n_mels) -> full-box mouths (B, 3, h, w).
 
-        With DetailNet, the K training mouths nearest in shape (none within `window`
-        frames of exclude (B,)) lend their texture; without it, a bilinear resize.
+        With DetailNet, training mouths nearest in shape and nearest in sound (none within
+        `window` frames of exclude (B,)) lend their texture; without it, a bilinear resize.
         """
         h, w = self.mouth_shape(1.0)
         up = field if tuple(field.shape[-2:]) == (h, w) else \
@@ -369,12 +370,14 @@ class Speech2Lip(nn.Module):
             return up
         if self.bank is None:
             raise RuntimeError("DetailNet needs the reference bank; build the model with checkpoint.build_model")
-        rows = self.bank.nearest(field.detach(), self.cfg.detail.refs, exclude, window)   # (B, K)
+        dc = self.cfg.detail
+        rows = torch.cat([self.bank.nearest(field.detach(), dc.refs - dc.sound_refs, exclude, window),
+                          self.bank.nearest(mel, dc.sound_refs, exclude, window, by_sound=True)], 1)  # (B, K)
         return self.detail(up, self.bank.images(rows, up.dtype))
 
     def generate(self, mel: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The dubbing path's mouths: mel (B, window, n_mels), t (B,) -> (B, 3, h, w) at full box size"""
-        return self.refine(self.lip.render(mel, t, *self.field_shape()))
+        return self.refine(self.lip.render(mel, t, *self.field_shape()), mel)
 
     def region_origin(self, poses: torch.Tensor) -> torch.Tensor:
         """(B, 2) integer top-left (x, y) of the blended region: centred on the observed box centre."""

@@ -84,7 +84,7 @@ class Renderer:
         t = torch.as_tensor(bg / max(1, self.n), dtype=torch.float32, device=self.device)
         m = self.model.lip.decode(self._xe, self.model.lip.condition(mel, t), self._base)   # (B, P, 3)
         hs, ws = self._render_shape
-        return self.model.refine(m.transpose(1, 2).reshape(-1, 3, hs, ws))     # as model.generate
+        return self.model.refine(m.transpose(1, 2).reshape(-1, 3, hs, ws), mel)     # as model.generate
 
     @torch.no_grad()
     def _paste(self, mouths: torch.Tensor, bg: np.ndarray, pose_offsets=None) -> torch.Tensor:

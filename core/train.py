@@ -14,7 +14,6 @@ in the checkpoint, so --resume continues exactly where a run stopped.
 """
 from __future__ import annotations
 
-import importlib
 import math
 import time
 from dataclasses import replace
@@ -25,6 +24,7 @@ import numpy as np
 import torch
 
 from . import distributed as D
+from . import sync as expert_sync      # the training sync expert (Eq. 6)
 from .checkpoint import (build_model, check_resume_budget, check_run_choice, keep_aside, latest_path,
                          load_checkpoint, save_checkpoint)
 from .config import EngineConfig, preset as make_preset
@@ -44,15 +44,6 @@ CHECKPOINT_SECONDS = 300.0      # also save every 5 minutes of wall time: a kill
 
 
 # --- the job ------------------------------------------------------------------------------------
-
-def _sync_module():
-    """core.sync when it provides the contrastive loss; the engine runs without it."""
-    try:
-        mod = importlib.import_module(f"{__package__}.sync")
-    except ImportError:
-        return None
-    return mod if hasattr(mod, "contrastive_sync_loss") and hasattr(mod, "train_sync_expert") else None
-
 
 class Budget:
     """Where the run stands in its budget (steps or minutes) and which stage that means."""
@@ -164,7 +155,7 @@ def train(project_dir: Path | str, preset: Optional[str] = "quick", steps: Optio
 
     # The sync stage needs core.sync, and either permission to train an expert on the clip or one at hand.
     have_expert = sync_expert is not None or (project.checkpoints / "sync_expert.pt").is_file()
-    sync = _sync_module() if (cfg.train.sync or have_expert) and cfg.train.w_sync > 0 \
+    sync = expert_sync if (cfg.train.sync or have_expert) and cfg.train.w_sync > 0 \
         and len(data.sync_idx) > 0 and project.has_audio else None
     budget = Budget(cfg, steps, minutes, with_sync=sync is not None)
     recon = Reconstruction(cfg.train.w_struct, cfg.train.w_lpips, device=dev)
@@ -340,9 +331,11 @@ def _log_means(window: list[dict[str, Any]], keys: list[str], dev: torch.device,
     on_dev = torch.stack([torch.stack([w[k].to(wide) for w in window if k in w]).mean() for k in lazy]) \
         if lazy else torch.zeros(0, dtype=wide, device=dev)
     if ranks.active:
-        both = torch.cat([torch.tensor(vals, dtype=wide).to(dev), on_dev])
-        return dict(zip(host + lazy, D.all_mean(both, ranks).tolist()))
-    return dict(zip(host + lazy, vals + on_dev.tolist()))
+        vals = D.all_mean(torch.cat([torch.tensor(vals, dtype=wide).to(dev), on_dev]), ranks).tolist()
+    else:
+        vals = vals + on_dev.tolist()
+    out = dict(zip(host + lazy, vals))
+    return {k: out[k] for k in keys}
 
 
 def _agree(elapsed: float, cancelled: bool, dev: torch.device, ranks) -> tuple[float, bool]:
@@ -405,7 +398,7 @@ def _step_loss(model, data: ClipData, cfg: EngineConfig, stage: str, recon: Reco
         # DetailNet on the lip field's mouths (their gradient stays the lip field's own), at full box size.
         nd = min(len(idx), cfg.detail.batch)
         window = exclusion_window(cfg.detail, data.fps)
-        sharp = model.refine(fake[:nd].detach(), torch.as_tensor(idx[:nd], device=fake.device), window)
+        sharp = model.refine(fake[:nd].detach(), mel[:nd], torch.as_tensor(idx[:nd], device=fake.device), window)
         real_full = data.mouths(idx[:nd], model.mouth_shape(1.0))
         loss_detail, p = recon(sharp, real_full)
         parts.update({f"detail_{k}": v for k, v in p.items()})

@@ -73,3 +73,14 @@ def project_copy(obama_project, tmp_path) -> Path:
     dst = tmp_path / "project"
     shutil.copytree(obama_project, dst)
     return dst
+
+
+# Fixtures that train a model until it has learned something (minutes of CPU): the tests that
+# use them are `slow`, so `pytest -m "not slow"` is the quick run and CI still runs everything.
+LEARNING_FIXTURES = {"trained", "expert_run"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if LEARNING_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

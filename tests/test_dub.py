@@ -158,6 +158,7 @@ def test_dub_refuses_bad_input(trained, obama_project, speech, tmp_path):  # noq
                      "--output", str(tmp_path / "y.mp4")]) == 2
 
 
+@pytest.mark.slow          # trains the demo for real
 def test_demo_prepares_trains_and_dubs_the_bundled_clip(tmp_path, capsys):
     """`speech2lip demo` end to end on the bundled clip and speech (a short training budget)."""
     out = tmp_path / "demo.mp4"

@@ -81,9 +81,10 @@ def test_preview_and_export_render_the_same_frames(timeline, tmp_path, monkeypat
         bg = np.concatenate([g for _, g in exported])
         assert bg.tolist() == preview_plan.background[a:b].tolist()
         if a > n:
-            assert bg.tolist() == [n - 6 - i for i in range(6)]       # the reversed pass, as previewed
+            assert bg.tolist() == [n - 7 - i for i in range(6)]       # the reversed pass, as previewed
         one_by_one = np.concatenate([renderer.plan_crops(preview_plan, [k], pose=preview_plan.pose[[k]])
                                      for k in range(a, b)])
+        # Batched and single-frame float kernels may round a pixel apart; nothing more.
         assert np.abs(crops.astype(int) - one_by_one.astype(int)).max() <= 1
         info = media.probe(out)
         assert info.height == 720 and abs(info.n_frames - 6) <= 1      # n_frames: an estimate from the duration

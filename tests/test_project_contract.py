@@ -17,6 +17,9 @@ LITERAL = re.compile(r"""(["'])(?:[\w./-]*/)?(%s)(?:/[\w./-]*)?\1|["']run-\{""" 
 # Owned by others while issue 11 lands; remove from here when they ask core.project too.
 PENDING = {"core/train.py": "history.json and sync_expert.pt, while core/train.py is being split",
            "core/report.py": "report.json/report.html of any report folder (core.project.report_html)"}
+# Same spelling, another thing: torch's own hub folder, the video writer's scratch file, the subcommand.
+NOT_THE_PROJECT = {("core/losses.py", "torch.hub"), ("core/media.py", "self._dir.path"),
+                   ("core/cli_eval.py", 'help="score')}
 
 
 def offenders() -> list[str]:
@@ -27,7 +30,7 @@ def offenders() -> list[str]:
             if rel == "core/project.py" or rel in PENDING:
                 continue
             for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-                if LITERAL.search(line) and "progress(" not in line.lower():
+                if LITERAL.search(line) and not any(rel == f and bit in line for f, bit in NOT_THE_PROJECT):
                     found.append(f"{rel}:{i}: {line.strip()}")
     return found
 
