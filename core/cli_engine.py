@@ -137,13 +137,48 @@ def cmd_dub(args) -> int:
 
     if args.batch < 1:
         raise UserError(f"--batch must be 1 or more (got {args.batch}).")
-    out = run_job(_dub_logging(dub, notes), Path(args.project), Path(args.audio), Path(args.output),
-                  checkpoint=args.checkpoint, start_frame=args.start_frame, pose_track=_pose_track(args),
-                  batch=args.batch, device=args.device, audio_bitrate=args.audio_bitrate, quiet=args.quiet)
-    for n in notes:
-        print(f"note: {n}")
-    print(f"wrote {out} in {time.perf_counter() - t:.1f} s")
-    return 0
+    jobs, failed = _dub_jobs(args.audio, Path(args.output)), []
+    pose = _pose_track(args)
+    for speech, output in jobs:         # one process: torch, the engine and the GPU start once for all
+        try:
+            out = run_job(_dub_logging(dub, notes), Path(args.project), speech, output,
+                          checkpoint=args.checkpoint, start_frame=args.start_frame, pose_track=pose,
+                          batch=args.batch, device=args.device, audio_bitrate=args.audio_bitrate, quiet=args.quiet)
+        except UserError as e:
+            if len(jobs) == 1:
+                raise
+            failed.append(speech)
+            print(f"failed: {speech}: {e}")
+            continue
+        for n in notes:
+            print(f"note: {n}")
+        notes.clear()
+        print(f"wrote {out} in {time.perf_counter() - t:.1f} s")
+    if failed:
+        print(f"{len(failed)} of {len(jobs)} speech files failed")
+    return 1 if failed else 0
+
+
+AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".m4a", ".aac", ".ogg", ".opus", ".mp4", ".mov", ".mkv", ".webm"}
+
+
+def _dub_jobs(audio: list[str], output: Path) -> list[tuple[Path, Path]]:
+    """(speech, MP4) pairs: one file to --output, or several files and folders into the --output folder."""
+    if len(audio) == 1 and not Path(audio[0]).is_dir():
+        return [(Path(audio[0]), output)]
+    speech: list[Path] = []
+    for a in map(Path, audio):
+        speech += sorted(f for f in a.iterdir() if f.suffix.lower() in AUDIO_SUFFIXES) if a.is_dir() else [a]
+    if not speech:
+        raise UserError(f"no audio files in {', '.join(audio)}.")
+    if output.suffix.lower() == ".mp4":
+        raise UserError("several speech files are dubbed into a folder: give --output a folder, not an .mp4.")
+    stems = [s.stem for s in speech]
+    if len(set(stems)) < len(stems):
+        raise UserError(f"two speech files share a name ({sorted({x for x in stems if stems.count(x) > 1})[0]}); "
+                        f"each becomes NAME.mp4 in {output}.")
+    output.mkdir(parents=True, exist_ok=True)
+    return [(s, output / f"{s.stem}.mp4") for s in speech]
 
 
 def _dub_logging(job, notes: list[str]):
@@ -209,8 +244,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("dub", help="re-render the clip so the lips follow new speech")
     p.add_argument("--project", required=True, help="a trained project folder")
-    p.add_argument("audio", help="any audio (or video) file ffmpeg reads")
-    p.add_argument("--output", "-o", required=True, help="the MP4 to write")
+    p.add_argument("audio", nargs="+", help="any audio (or video) file ffmpeg reads; several files or a folder "
+                                            "are dubbed one after another with the model loaded once")
+    p.add_argument("--output", "-o", required=True,
+                   help="the MP4 to write; with several speech files, the folder for their NAME.mp4")
     p.add_argument("--checkpoint", help="a checkpoint file (default: the project's latest)")
     p.add_argument("--start-frame", type=int, default=0,
                    help="first background frame of the clip, 0 to its frame count - 1 (default 0)")

@@ -117,3 +117,34 @@ def test_gpus_flag_launches_torchrun(monkeypatch, tmp_path):
     assert cmd[1:3] == ["-m", "torch.distributed.run"] and "--nproc-per-node=2" in cmd
     assert cmd[-6:] == ["speech2lip.core.cli", "train", "--project", str(tmp_path), "--steps", "5"]
     assert "--gpus" not in cmd
+
+
+def test_dub_takes_several_speech_files_or_a_folder_in_one_process(monkeypatch, tmp_path, capsys):
+    """Batch dubbing: each speech file becomes NAME.mp4 in the output folder, one dub call each."""
+    import speech2lip.core.render as R
+    from speech2lip.core.cli import main
+
+    calls = []
+
+    def fake_dub(project, speech, output, progress=None, cancel=None, **kw):
+        calls.append((Path(speech).name, Path(output)))
+        Path(output).write_bytes(b"mp4")
+        return Path(output)
+
+    monkeypatch.setattr(R, "dub", fake_dub)
+    folder = tmp_path / "speech"
+    folder.mkdir()
+    for name in ("b.wav", "a.flac", "notes.txt"):
+        (folder / name).write_bytes(b"x")
+    out = tmp_path / "out"
+    assert main(["dub", "--project", str(tmp_path), str(folder), "-o", str(out), "--quiet"]) == 0
+    assert calls == [("a.flac", out / "a.mp4"), ("b.wav", out / "b.mp4")]   # audio only, in name order
+
+    calls.clear()
+    assert main(["dub", "--project", str(tmp_path), str(folder / "b.wav"), str(folder / "a.flac"),
+                 "-o", str(out / "two"), "--quiet"]) == 0
+    assert [c[0] for c in calls] == ["b.wav", "a.flac"] and (out / "two" / "b.mp4").is_file()
+    # Several files into one .mp4 is refused before any work.
+    calls.clear()
+    assert main(["dub", "--project", str(tmp_path), str(folder), "-o", str(tmp_path / "x.mp4"), "--quiet"]) != 0
+    assert not calls and "folder" in capsys.readouterr().err
