@@ -162,15 +162,15 @@ def reference_bank(project: Project, pool: int):
     """DetailNet's references: up to `pool` training mouths with a face, spread over the split."""
     import numpy as np
 
+    from .audio import frame_times, mel_windows
     from .detail import ReferenceBank, pool_frames
 
     has_face = np.asarray(project.array("has_face"), bool)
     idx = np.nonzero(has_face[:project.n_train])[0]
     idx = pool_frames(idx if len(idx) else np.array([project.manifest.canonical_index]), pool)
-    from .audio import frame_times, mel_windows
-
     mouth = project.array("mouth")
-    windows = mel_windows(np.asarray(project.array("mel"), np.float32), frame_times(project.n_frames, project.fps)[idx])
+    times = frame_times(project.n_frames, project.fps)[idx]
+    windows = mel_windows(np.asarray(project.array("mel"), np.float32), times)        # (N, 40, 80) their speech
     return ReferenceBank(np.stack([mouth[i] for i in idx]), idx, windows)
 
 

@@ -22,7 +22,8 @@ class LipFieldConfig:
     skip_at: int = 2                  # the fused input is concatenated again before this layer
     x_freqs: int = 10                 # positional-encoding frequencies of the mouth coordinate
     t_freqs: int = 3                  # sinusoidal frequencies of the background-frame time code
-    t_dropout: float = 0.5            # share of training samples whose time code is dropped
+    t_dropout: float = 0.0            # share of training samples whose time code is dropped (0.5 flattened
+                                      # articulation: no teeth, new speech off the beat; bench/quality.py)
     n_mels: int = 80
     mel_window: int = 40              # mel frames per window (+-200 ms)
     sub_window: int = 32              # the encoder sees sub-windows; their shifts smooth over time
@@ -30,7 +31,7 @@ class LipFieldConfig:
     smooth_weights: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.25])
     audio_channels: list[int] = field(default_factory=lambda: [32, 32, 64, 64])
     audio_dim: int = 64
-    dropout: float = 0.2              # in the audio encoder and on the fused audio feature
+    dropout: float = 0.1              # in the audio encoder and on the fused audio feature (was 0.2, as t_dropout)
     scale: float = 0.3                # mouth resolution (relative to the canonical box) in training
     render_scale: float = 0.5         # resolution at which the field is queried when rendering
     prior: bool = True                # output is a residual over the mean training mouth
@@ -88,9 +89,9 @@ class TrainConfig:
                                       # a saved or given expert enables the stage even when False
     sync_negatives: int = 4
     aug_gain: float = 0.3             # +- offset of the normalised log-mel (a gain change)
-    aug_noise: float = 0.15           # std of additive noise on the normalised log-mel
+    aug_noise: float = 0.08           # std of additive noise on the normalised log-mel (was 0.15, as t_dropout)
     aug_stretch: float = 0.1          # +- relative time stretch of the mel window
-    aug_time: float = 1.0             # std (s) of the jitter of the time code
+    aug_time: float = 0.3             # std (s) of the jitter of the time code (was 1.0, as t_dropout)
     checkpoint_every: int = 200
     preview_every: int = 100
     eval_every: int = 250             # held-out mouth PSNR into the loss history
@@ -142,7 +143,7 @@ def quick() -> EngineConfig:
 def standard() -> EngineConfig:
     return EngineConfig(
         "standard",
-        LipFieldConfig(width=256, n_layers=8, skip_at=4, scale=1.0, render_scale=1.0, dropout=0.2),
+        LipFieldConfig(width=256, n_layers=8, skip_at=4, scale=1.0, render_scale=1.0),
         GamemConfig(scale=1.0, depth_batch=4, c2o_stride=2),
         BlendNetConfig(channels=[32, 64, 128], region_scale=1.6, batch=8),
         TrainConfig(batch=8, lr=5e-4, steps=20000, checkpoint_every=1000, preview_every=250, eval_every=1000),

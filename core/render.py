@@ -1,9 +1,10 @@
 """Rendering (docs/architecture.md, "Dub"): Renderer, and the dub job that streams a new MP4.
 
-What each output frame shows is decided by a core.plan.DubPlan. Per frame: generate the canonical mouth from the audio window (LipField),
-carry it into the background frame's pose with C2O and the learned depth
-(Gamem), paste, Blend-Net, and composite into the original full-resolution
-frame. Frames render in batches and stream to ffmpeg; nothing holds a video.
+What each output frame shows is decided by a core.plan.DubPlan. Per frame: generate
+the canonical mouth from the audio window (LipField, then DetailNet with the speaker's
+own reference mouths), carry it into the background frame's pose with C2O and the
+learned depth (Gamem), paste, Blend-Net, and composite into the original
+full-resolution frame. Frames render in batches and stream to ffmpeg; nothing holds a video.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from .jobs import CancelToken, Progress, ProgressFn, ensure_token, no_progress
 from .model import pixel_coords
 from .plan import DubPlan, rest_window
 from .project import Project
-from .train import pick_device
+from .device import pick_device
 
 DUB_QUALITY = 8.0           # imageio-ffmpeg's 1..10 video quality (x264 CRF 10)
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .project import atomic_path, write_json
+from .project import atomic_path, report_html, report_json, write_json
 
 if TYPE_CHECKING:
     from .evaluate import EvalData
@@ -47,11 +47,11 @@ def write_report(out_dir: Path | str, report: dict[str, Any], data: "EvalData") 
         paths[name] = out / name
     report = dict(report)
     report["figures"] = sorted(figures)
-    write_json(out / "report.json", _finite(report))
-    with atomic_path(out / "report.html") as tmp:
+    write_json(report_json(out), _finite(report))
+    with atomic_path(report_html(out)) as tmp:
         tmp.write_text(render_html(report, figures), encoding="utf-8")
-    paths["report.json"] = out / "report.json"
-    paths["report.html"] = out / "report.html"
+    for path in (report_json(out), report_html(out)):
+        paths[path.name] = path
     return paths
 
 

@@ -154,7 +154,7 @@ def train(project_dir: Path | str, preset: Optional[str] = "quick", steps: Optio
         torch.manual_seed(cfg.train.seed + ranks.rank + 7919 * step)   # its own dropout masks
 
     # The sync stage needs core.sync, and either permission to train an expert on the clip or one at hand.
-    have_expert = sync_expert is not None or (project.checkpoints / "sync_expert.pt").is_file()
+    have_expert = sync_expert is not None or project.sync_expert_path.is_file()
     sync = expert_sync if (cfg.train.sync or have_expert) and cfg.train.w_sync > 0 \
         and len(data.sync_idx) > 0 and project.has_audio else None
     budget = Budget(cfg, steps, minutes, with_sync=sync is not None)
@@ -196,7 +196,7 @@ def train(project_dir: Path | str, preset: Optional[str] = "quick", steps: Optio
     def checkpoint() -> None:
         if ranks.main:
             save_checkpoint(project, state())
-            write_json(project.checkpoints / "history.json", {"config": cfg.to_dict(), "history": history})
+            write_json(project.history_path, {"config": cfg.to_dict(), "history": history})
         saved_at[0] = time.perf_counter()
 
     def stopped() -> Cancelled:
@@ -362,7 +362,7 @@ def _load_expert(sync, project: Project, dev: torch.device, progress: ProgressFn
                  path: Optional[Path] = None, minutes: Optional[float] = None, ranks: D.Ranks = D.Ranks()):
     """The frozen sync expert: a given file, the project's saved one, or one trained now on the clip
     (by rank 0 alone, which saves it for the others)."""
-    saved = project.checkpoints / "sync_expert.pt"
+    saved = project.sync_expert_path
     if path is not None:
         return sync.load_sync_expert(path, device=dev)
     if ranks.active:
@@ -405,7 +405,7 @@ def _step_loss(model, data: ClipData, cfg: EngineConfig, stage: str, recon: Reco
         loss = loss + cfg.detail.w_detail * loss_detail
         if critic is not None:
             loss_adv = adversarial_loss(critic, sharp)
-            parts["adv"] = float(loss_adv.detach())
+            parts["adv"] = loss_adv.detach()
             loss = loss + cfg.detail.w_adv * loss_adv
             pair = (sharp.detach(), real_full)
         pasted = sharp
@@ -413,7 +413,7 @@ def _step_loss(model, data: ClipData, cfg: EngineConfig, stage: str, recon: Reco
     # Eq. 9 on a few other frames: the depth outside the face explains the observed motion.
     didx = data.train_idx[torch.randint(len(data.train_idx), (cfg.gamem.depth_batch,), generator=gen).numpy()]
     loss_depth = model.gamem.depth_loss(data.image(didx), data.poses[didx], data.canonical, offset=step)
-    parts["depth"] = float(loss_depth.detach())
+    parts["depth"] = loss_depth.detach()
     loss = loss + tc.w_depth * loss_depth
 
     if stage in ("blend", "sync"):
@@ -432,7 +432,7 @@ def _step_loss(model, data: ClipData, cfg: EngineConfig, stage: str, recon: Reco
         loss = loss + tc.w_face * loss_face
     if stage == "sync":
         loss_sync = _sync_term(model, data, cfg, gen, shape, sync, expert)
-        parts["sync"] = float(loss_sync.detach())
+        parts["sync"] = loss_sync.detach()
         loss = loss + tc.w_sync * loss_sync
     return loss, parts, pair
 

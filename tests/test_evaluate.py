@@ -20,7 +20,8 @@ from speech2lip.core.evaluate import METHODS, evaluate
 from speech2lip.core.media import read_audio, write_wav
 from speech2lip.core.project import Project
 
-KEYS = {"psnr_mouth", "ssim_mouth", "psnr_face", "ssim_face", "cpbd", "lmd", "av_offset_frames", "av_confidence"}
+KEYS = {"psnr_mouth", "ssim_mouth", "psnr_face", "ssim_face", "cpbd", "sharpness_inner", "laplacian_inner",
+        "teeth_share", "opening_std", "lmd", "av_offset_frames", "av_confidence"}
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +76,8 @@ def test_eval_writes_a_finite_report_with_the_known_rows(model_project, tmp_path
     assert {p.stage for p in seen} >= {"render", "track", "metrics", "done"}
 
 
-def test_eval_cross_identity_reports_only_sync(model_project, speech, tmp_path):
+def test_eval_cross_identity_reports_sync_and_detail_but_nothing_that_needs_real_frames(model_project, speech,
+                                                                                        tmp_path):
     wave = read_audio(speech["austen"])[: 16000 * 3]          # 3 s of another speaker
     clip = tmp_path / "other.wav"
     write_wav(clip, wave)
@@ -83,7 +85,8 @@ def test_eval_cross_identity_reports_only_sync(model_project, speech, tmp_path):
     on_disk = json.loads((tmp_path / "cross" / "report.json").read_text())
     assert on_disk["kind"] == "cross_identity" and list(on_disk["methods"]) == ["static", "retrieval", "model"]
     for row in on_disk["methods"].values():
-        assert set(row) == {"av_offset_frames", "av_confidence"} and _all_finite(row)
+        assert set(row) == {"av_offset_frames", "av_confidence", "opening_std", "sharpness_inner",
+                            "laplacian_inner", "cpbd"} and _all_finite(row)
         assert abs(row["av_offset_frames"]) <= 15
     assert report["frames"]["evaluated"] == 90
     assert (tmp_path / "cross" / "report.html").is_file()

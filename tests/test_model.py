@@ -158,8 +158,8 @@ def test_checkpoint_round_trip_and_refusals(obama_project, tmp_path):
         load_checkpoint(path, Project(other))
 
     evil = tmp_path / "evil.pt"
-    with open(evil, "wb") as f:       # a pickle that would run code when unpickled
-        pickle.dump({"format": "speech2lip-checkpoint", "x": print}, f)
+    with open(evil, "wb") as f:       # a pickle that would run code when unpickled (protocol 2, as torch.save)
+        pickle.dump({"format": "speech2lip-checkpoint", "x": print}, f, protocol=2)
     with pytest.raises(CheckpointError, match="pickled code"):
         load_checkpoint(evil, project)
 

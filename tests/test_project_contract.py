@@ -15,8 +15,6 @@ NAMES = [P.MANIFEST, P.CHECKPOINTS, P.LATEST, P.HISTORY, P.RUN_CONFIG, P.SYNC_EX
 # docstrings and help text may mention them. run-N folders: an f-string "run-{...}".
 LITERAL = re.compile(r"""(["'])(?:[\w./-]*/)?(%s)(?:/[\w./-]*)?\1|["']run-\{""" % "|".join(map(re.escape, NAMES)))
 # Owned by others while issue 11 lands; remove from here when they ask core.project too.
-PENDING = {"core/train.py": "history.json and sync_expert.pt, while core/train.py is being split",
-           "core/report.py": "report.json/report.html of any report folder (core.project.report_html)"}
 # Same spelling, another thing: torch's own hub folder, the video writer's scratch file, the subcommand.
 NOT_THE_PROJECT = {("core/losses.py", "torch.hub"), ("core/media.py", "self._dir.path"),
                    ("core/cli_eval.py", 'help="score')}
@@ -27,7 +25,7 @@ def offenders() -> list[str]:
     for folder in ("core", "app"):
         for path in sorted((REPO / folder).rglob("*.py")):
             rel = path.relative_to(REPO).as_posix()
-            if rel == "core/project.py" or rel in PENDING:
+            if rel == "core/project.py":
                 continue
             for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
                 if LITERAL.search(line) and not any(rel == f and bit in line for f, bit in NOT_THE_PROJECT):
@@ -57,8 +55,3 @@ def test_project_answers_for_its_folder(tmp_path):
     f.run_dir(1).mkdir()
     assert f.next_run_dir() == f.run_dir(2)
 
-
-@pytest.mark.parametrize("name", sorted(PENDING))
-def test_pending_files_still_exist(name):
-    """A pending entry for a file that is gone would hide nothing; keep the list honest."""
-    assert (REPO / name).is_file()
