@@ -14,7 +14,6 @@ NAMES = [P.MANIFEST, P.CHECKPOINTS, P.LATEST, P.HISTORY, P.RUN_CONFIG, P.SYNC_EX
 # A name as a string literal of its own, or a path segment of one ("checkpoints/latest.pt"); prose in
 # docstrings and help text may mention them. run-N folders: an f-string "run-{...}".
 LITERAL = re.compile(r"""(["'])(?:[\w./-]*/)?(%s)(?:/[\w./-]*)?\1|["']run-\{""" % "|".join(map(re.escape, NAMES)))
-# Owned by others while issue 11 lands; remove from here when they ask core.project too.
 # Same spelling, another thing: torch's own hub folder, the video writer's scratch file, the subcommand.
 NOT_THE_PROJECT = {("core/losses.py", "torch.hub"), ("core/media.py", "self._dir.path"),
                    ("core/cli_eval.py", 'help="score')}
