@@ -137,7 +137,9 @@ class LossPlot(pg.GraphicsLayoutWidget):
     def series(self) -> dict[str, tuple[list[float], list[float]]]:
         return self.data.series
 
-    def clear(self) -> None:
+    # Not `clear`: GraphicsLayoutWidget binds the layout's own clear() on each instance, which would
+    # shadow a method of that name and wipe the plots themselves (a blank chart after a reload).
+    def reset(self) -> None:
         for name, c in self.curves.items():
             self._plot_for(name).removeItem(c)
         self.legend.clear()
@@ -157,7 +159,7 @@ class LossPlot(pg.GraphicsLayoutWidget):
 
     def load_history(self, history: list[dict]) -> None:
         """Rebuild the chart from a saved run's history: the same points the live chart drew."""
-        self.clear()
+        self.reset()
         self.data.load(history)
         self._redraw(all_at_once=True)
 

@@ -238,7 +238,7 @@ class TrainPage(QWidget):
         if resume:        # continue the saved curves exactly as history.json holds them
             self.plot.load_history(studio_state.training_history(self.project.root))
         else:
-            self.plot.clear()
+            self.plot.reset()
         self._stop_means_finish = False
         self._total, self._rate, self._first, self._firmed = steps, None, None, False
         self.banner.setVisible(False)

@@ -5,7 +5,7 @@
   sync   the blend stage's step, plus the contrastive sync loss (Eq. 6) on a few 5-frame
          windows, from core.sync when it is present. The paper freezes Blend-Net here
          after 100k steps; with budgets a hundred times shorter Blend-Net has not
-         converged by then, and freezing it cost held-out LMD (bench/sync.py)
+         converged by then, and freezing it cost held-out LMD (bench/sync_ablation.py)
 
 Stages split the budget (steps, or minutes) by config.train.stage_split. The data
 (core.data), the devices (core.device, core.distributed) and the held-out figures

@@ -62,6 +62,10 @@ def test_saved_history_draws_the_points_seen_live(qtbot):
     x, y = saved.plotted("loss")
     assert list(x) == [10, 20, 30, 40]
     assert y[0] == pytest.approx(np.mean([p["loss"] for _, p in steps[:10]]))
+    # The reloaded chart still has its plots on screen (a method named `clear` once wiped them).
+    for chart in (live, saved):
+        assert {chart.losses, *chart.evals.values()} <= set(chart.ci.items)
+        assert chart.losses.scene() is chart.scene()
     # Evaluation figures sit on their own small plots, never on the log-scale loss plot.
     for name in EVAL:
         assert saved.curves[name] in saved.evals[name].listDataItems()
