@@ -72,6 +72,23 @@ def run_clip(clip: str, args, overrides: dict) -> dict:
             "calibration": held["calibration"]}
 
 
+def from_reports(out: Path, clip: str) -> dict | None:
+    """A clip's results read back from the reports a run left under out/clip (no training)."""
+    held = out / clip / "held_out" / "report.json"
+    if not held.is_file():
+        return None
+    rep = json.loads(held.read_text())
+    cross = {}
+    for name in SPEECH:
+        path = out / clip / Path(name).stem / "report.json"
+        if path.is_file():
+            cross[name] = json.loads(path.read_text())["methods"]["model"]
+    if len(cross) < len(SPEECH):
+        return None
+    return {"clip": clip, "steps": rep["train_steps"], "train_s": rep["train_minutes"] * 60, "held": rep["methods"],
+            "cross": cross, "calibration": rep["calibration"]}
+
+
 def checks(r: dict) -> list[tuple[str, float, str, bool]]:
     """(figure, value, target, met) of one clip's results."""
     m, real, ret = r["held"]["model"], r["held"]["real"], r["held"]["retrieval"]
@@ -145,7 +162,13 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", type=Path, default=Path("bench_quality"))
     ap.add_argument("--work", type=Path, help="where projects are prepared and trained (default: OUT/work)")
+    ap.add_argument("--from-reports", type=Path, nargs="+", metavar="OUT",
+                    help="print the tables from the reports earlier runs left in these --out folders")
     args = ap.parse_args(argv)
+    if args.from_reports:
+        found = [r for clip in args.clips for out in args.from_reports if (r := from_reports(out, clip))]
+        print_tables(found)
+        return 0
     args.work = args.work or args.out / "work"
     overrides = {}
     for item in args.set:
