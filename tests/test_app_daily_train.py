@@ -106,7 +106,9 @@ def test_second_project_chart_is_drawn_and_reset(qtbot, tmp_path, tmp_path_facto
     assert tp.plot.series == {} and tp.steps.value() != 777         # a new project: its own budget
     for s, parts in fake_steps(1, 3 * LOG_EVERY):
         tp._progress(Progress("train", s, 100, data={"losses": parts}))
-    qtbot.wait(700)                                                    # the chart's redraw tick
+    # The chart's redraw ticks (one new curve a tick): wait for the loss curve, however busy the CPU.
+    qtbot.waitUntil(lambda: "loss" in tp.plot.curves and tp.plot.curves["loss"].xData is not None
+                    and len(tp.plot.curves["loss"].xData) == 3, timeout=10_000)
     x, y = tp.plot.curves["loss"].xData, tp.plot.curves["loss"].yData
     assert list(x) == [10, 20, 30] and len(y) == 3
     assert tp.plot.losses.vb.viewRange()[0][1] <= 50                  # the axis is this project's
