@@ -120,14 +120,9 @@ class DetailNet(nn.Module):
         ph, pw = (-h) % 4, (-w) % 4                                             # U-Net sides: multiples of 4
         x = F.pad(srcs.flatten(1, 2) * 2 - 1, (0, pw, 0, ph), mode="replicate")
         x = x.contiguous(memory_format=torch.channels_last)
-        e0 = self.enc0(x)                                                       # (B, c0, H, W)
-        e1 = self.enc1(F.avg_pool2d(e0, 2))                                     # (B, c1, H/2, W/2)
-        e2 = self.enc2(F.avg_pool2d(e1, 2))                                     # (B, c2, H/4, W/4)
-        up = F.interpolate(e2, size=e1.shape[-2:], mode="bilinear", align_corners=False)
-        d1 = self.dec1(torch.cat([up, e1], dim=1))
-        up = F.interpolate(d1, size=e0.shape[-2:], mode="bilinear", align_corners=False)
-        d0 = self.dec0(torch.cat([up, e0], dim=1))
-        o = self.out(d0)[..., :h, :w].contiguous()                             # (B, K+1+3, h, w)
+        from .model import unet
+
+        o = self.out(unet(self, x))[..., :h, :w].contiguous()                   # (B, K+1+3, h, w)
         weights = o[:, :k + 1].softmax(1)                                       # (B, K+1, h, w)
         return (weights[:, :, None] * srcs).sum(1) + o[:, k + 1:]
 

@@ -286,6 +286,18 @@ class ConvBlock(nn.Sequential):
                          nn.Conv2d(c_out, c_out, 3, padding=1), nn.GroupNorm(4, c_out), nn.ReLU(inplace=True))
 
 
+def unet(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The light three-level U-Net of BlendNet and DetailNet (their enc0..dec0 blocks):
+    x (B, C, H, W) -> (B, c0, H, W) features; H and W multiples of 4."""
+    e0 = net.enc0(x)                                                      # (B, c0, H, W)
+    e1 = net.enc1(F.avg_pool2d(e0, 2))                                    # (B, c1, H/2, W/2)
+    e2 = net.enc2(F.avg_pool2d(e1, 2))                                    # (B, c2, H/4, W/4)
+    up = F.interpolate(e2, size=e1.shape[-2:], mode="bilinear", align_corners=False)
+    d1 = net.dec1(torch.cat([up, e1], dim=1))
+    up = F.interpolate(d1, size=e0.shape[-2:], mode="bilinear", align_corners=False)
+    return net.dec0(torch.cat([up, e0], dim=1))
+
+
 class BlendNet(nn.Module):
     """Light U-Net over composite RGB + hole mask + paste mask; its residual is added to the RGB.
 
@@ -311,14 +323,7 @@ class BlendNet(nn.Module):
     def forward(self, rgb: torch.Tensor, hole: torch.Tensor, paste: torch.Tensor) -> torch.Tensor:
         """rgb (B, 3, H, W) in [0, 1], hole/paste (B, 1, H, W) -> (B, 3, H, W)"""
         x = torch.cat([rgb * 2 - 1, hole, paste], dim=1).contiguous(memory_format=torch.channels_last)
-        e0 = self.enc0(x)                                                 # (B, c0, H, W)
-        e1 = self.enc1(F.avg_pool2d(e0, 2))                               # (B, c1, H/2, W/2)
-        e2 = self.enc2(F.avg_pool2d(e1, 2))                               # (B, c2, H/4, W/4)
-        up = F.interpolate(e2, size=e1.shape[-2:], mode="bilinear", align_corners=False)
-        d1 = self.dec1(torch.cat([up, e1], dim=1))
-        up = F.interpolate(d1, size=e0.shape[-2:], mode="bilinear", align_corners=False)
-        d0 = self.dec0(torch.cat([up, e0], dim=1))
-        return rgb + self.out(d0).contiguous()
+        return rgb + self.out(unet(self, x)).contiguous()
 
 
 # --- the whole model ----------------------------------------------------------------------
