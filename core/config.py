@@ -36,7 +36,8 @@ class LipFieldConfig:
     audio_dim: int = 64
     dropout: float = 0.2              # in the audio encoder and on the fused audio feature
     scale: float = 0.3                # mouth resolution (relative to the canonical box) in training
-    render_scale: float = 0.5         # resolution at which the field is queried when rendering
+    render_scale: float = 0.5         # resolution at which the field is queried when rendering without
+                                      # DetailNet (with it, the field renders at `scale`, as trained)
     prior: bool = True                # output is a residual over the mean training mouth
 
 
