@@ -1,10 +1,10 @@
 """`speech2lip eval`: the held-out evaluation (or the cross-identity sync test) as a report."""
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 from .errors import UserError
+from .project import can_write_under
 from .report import COLUMNS
 
 
@@ -41,13 +41,9 @@ def _check_output_dir(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise UserError(f"{out} is a file; --output takes a folder for report.json and report.html. "
                         f"Choose a new folder name.")
-    parent = out
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    try:
-        tempfile.TemporaryFile(dir=parent).close()
-    except OSError:
-        raise UserError(f"cannot write in {parent}; choose a report folder you can write to (--output).") from None
+    parent, ok = can_write_under(out)
+    if not ok:
+        raise UserError(f"cannot write in {parent}; choose a report folder you can write to (--output).")
 
 
 def format_table(report: dict) -> str:

@@ -85,6 +85,15 @@ def nearest_audio(train_windows: np.ndarray, query: np.ndarray, chunk: int = 256
     return out
 
 
+def prepared_geometry(project: Project):
+    """The prepared depth and head mask (torch), and the poses (numpy): what prepare warped with."""
+    import torch
+
+    depth = torch.from_numpy(np.array(project.array("depth"), np.float32))
+    head = torch.from_numpy(np.array(project.array("head_mask"), np.float32))
+    return depth, head, np.asarray(project.array("poses"), np.float32)
+
+
 def canonical_mouths(project: Project, crops: np.ndarray, idx: np.ndarray) -> np.ndarray:
     """(N, h, w, 3) uint8: working crops warped O2C to the canonical mouth box, as prepare does."""
     import torch
@@ -92,9 +101,7 @@ def canonical_mouths(project: Project, crops: np.ndarray, idx: np.ndarray) -> np
     from .warp import MOUTH_RESAMPLE, o2c_grid, sample
 
     box = [int(v) for v in project.manifest.mouth_box]
-    depth = torch.from_numpy(np.array(project.array("depth"), np.float32))
-    head = torch.from_numpy(np.array(project.array("head_mask"), np.float32))
-    poses = np.asarray(project.array("poses"), np.float32)
+    depth, head, poses = prepared_geometry(project)
     out = []
     with torch.no_grad():
         for s in range(0, len(idx), 64):
@@ -231,9 +238,7 @@ def interior(project: Project, idx: np.ndarray, margin: int) -> np.ndarray:
     from .warp import c2o_grid
 
     x0, y0, bw, bh = (int(v) for v in project.manifest.mouth_box)
-    depth = torch.from_numpy(np.array(project.array("depth"), np.float32))
-    head = torch.from_numpy(np.array(project.array("head_mask"), np.float32))
-    poses = np.asarray(project.array("poses"), np.float32)
+    depth, head, poses = prepared_geometry(project)
     out = []
     with torch.no_grad():
         for s in range(0, len(idx), 32):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -158,13 +157,11 @@ def check_output(path: Path | str) -> Path:
     path = Path(path)
     if path.is_dir():
         raise MediaError(f"{path} is a folder; choose a file name for the video.")
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    try:
-        tempfile.TemporaryFile(dir=parent).close()
-    except OSError:
-        raise MediaError(f"cannot write in {parent}; choose a folder you can write to.") from None
+    from .project import can_write_under
+
+    parent, ok = can_write_under(path.parent)
+    if not ok:
+        raise MediaError(f"cannot write in {parent}; choose a folder you can write to.")
     return path
 
 

@@ -85,6 +85,19 @@ def atomic_path(final: Path | str) -> Iterator[Path]:
             tmp.unlink()
 
 
+def can_write_under(path: Path | str) -> tuple[Path, bool]:
+    """(the nearest folder of `path` that exists, whether a file can be created there): output
+    checks run before a job's work, so a read-only target fails in seconds, not after minutes."""
+    parent = Path(path)
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    try:
+        tempfile.TemporaryFile(dir=parent).close()
+    except OSError:
+        return parent, False
+    return parent, True
+
+
 def write_json(path: Path | str, obj: Any) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False), encoding="utf-8")
