@@ -1,6 +1,6 @@
 """Prepare throughput and memory: frames/s for the whole job and for each stage, and peak RSS.
 
-    python bench/prepare.py [VIDEO ...] [--size 256|512] [--runs 3] [--loop K]
+    python bench/prepare.py [VIDEO ...] [--size 256|512] [--runs 3] [--loop K] [--tracker NAME]
 
 Each run is a fresh process (so peak RSS is that run's own). --loop K first makes
 a clip K times as long with ffmpeg's stream_loop, to show that memory stays flat
@@ -29,7 +29,7 @@ CHILD = r"""
 import json, resource, sys, time
 from speech2lip.core.prepare import prepare
 t = time.perf_counter()
-p = prepare(sys.argv[1], sys.argv[2], size=int(sys.argv[3]), force=True)
+p = prepare(sys.argv[1], sys.argv[2], size=int(sys.argv[3]), force=True, tracker=sys.argv[4])
 wall = time.perf_counter() - t
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps({"n": p.n_frames, "wall": wall, "stages": p.manifest.stats["stage_seconds"], "rss_mb": rss}))
@@ -45,18 +45,18 @@ def looped(video: Path, k: int, out_dir: Path) -> Path:
     return out
 
 
-def mesh_ms(video: Path, frames: int = 150) -> float:
-    """Milliseconds per frame of MediaPipe Face Mesh alone, one stream, every frame."""
+def mesh_ms(video: Path, frames: int = 150, tracker: str = "facemesh") -> float:
+    """Milliseconds per frame of the face tracker alone, one stream, every frame."""
     import time
 
     from speech2lip.core.faces import FaceTracker
     from speech2lip.core.media import read_frames
 
     clip = [f for _, f in zip(range(frames), read_frames(video))]
-    with FaceTracker() as tracker:
-        tracker.track(clip[:10])
+    with FaceTracker(tracker=tracker) as follower:
+        follower.track(clip[:10])
         t = time.perf_counter()
-        tracker.track(clip)
+        follower.track(clip)
         return (time.perf_counter() - t) / len(clip) * 1e3
 
 
@@ -66,16 +66,17 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--loop", type=int, default=1)
+    ap.add_argument("--tracker", default="facemesh", help="core/tracking backend (facemesh, mediapipe)")
     args = ap.parse_args()
     videos = args.videos or sorted(MEDIA.glob("*.mp4"))
-    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores; working size {args.size}²")
+    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores; working size {args.size}², tracker {args.tracker}")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for video in videos:
             src = looped(video, args.loop, tmp) if args.loop > 1 else video
             runs = []
             for _ in range(args.runs):
-                out = subprocess.run([sys.executable, "-c", CHILD, str(src), str(tmp / "p"), str(args.size)],
+                out = subprocess.run([sys.executable, "-c", CHILD, str(src), str(tmp / "p"), str(args.size), args.tracker],
                                      capture_output=True, text=True, check=True)
                 runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
             n = runs[0]["n"]
@@ -83,7 +84,7 @@ def main() -> None:
             rss = max(r["rss_mb"] for r in runs)
             each = ", ".join(f"{n / r['wall']:.0f}" for r in runs)
             print(f"{src.name}: {n} frames, {fps:.0f} frames/s overall (median of {len(runs)}: {each}), "
-                  f"peak RSS {rss:.0f} MB; the mesh alone: {mesh_ms(video):.1f} ms/frame")
+                  f"peak RSS {rss:.0f} MB; the tracker alone: {mesh_ms(video, tracker=args.tracker):.1f} ms/frame")
             for stage in runs[0]["stages"]:
                 s = statistics.median(r["stages"][stage] for r in runs)
                 rate = f"{n / s:7.0f} frames/s" if s >= 0.01 else "  (ran beside the stage before)"

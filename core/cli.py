@@ -193,6 +193,7 @@ def cmd_prepare(args) -> int:
 
     t = time.perf_counter()
     extra = {} if args.track_every is None else {"track_every": args.track_every}
+    extra["tracker"] = args.tracker
     project = run_job(prepare, Path(args.video), Path(args.project), size=args.size, force=args.force,
                       quiet=args.quiet, **extra)
     m = project.manifest
@@ -225,6 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--track-every", type=int, metavar="K",
                    help="run the face mesh on every K-th frame and interpolate between when the face is still "
                         "(default 2; 1 tracks every frame, about 1.4x slower)")
+    p.add_argument("--tracker", default="facemesh", metavar="NAME",
+                   help="face tracker: facemesh (default; shipped, offline), mediapipe (needs the mediapipe "
+                        "package) or fan (face-alignment's 68 points for the lip box and LMD; needs its weights)")
     p.set_defaults(func=cmd_prepare)
     cli_engine.register(sub)
     cli_eval.register(sub)

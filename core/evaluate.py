@@ -18,7 +18,9 @@ Regions (chosen so that every method is compared on the same pixels):
   and no second resampling softens it. Head motion is factored out, as in the paper's lip space.
 - face: the whole S x S working crop.
 - LMD: the 40 lip landmarks of faces.LIPS, tracked by faces.FaceTracker on the
-  method's crops and on the real crops, over the real inter-ocular distance.
+  method's crops and on the real crops, over the real inter-ocular distance. A project
+  prepared with `--tracker fan` measures it as the paper does, on FAN's 20 lip points
+  (48-67 of its 68), tracked by FAN on both (report.json's "lmd_points" says which).
 - sync: avsync.SyncProbe, fitted on the real training frames, reads speech energy
   from the tracked lip shape; its cross-correlation with the driving speech gives
   the offset relative to the speaker's own lead (articulation leads sound by a
@@ -111,18 +113,38 @@ def canonical_mouths(project: Project, crops: np.ndarray, idx: np.ndarray) -> np
     return np.concatenate(out)
 
 
-def track(crops: np.ndarray, cancel: Optional[CancelToken] = None) -> np.ndarray:
-    """(N, 478, 3) landmarks of a frame sequence by a fresh tracker, NaN where no face."""
+def track(crops: np.ndarray, cancel: Optional[CancelToken] = None, tracker: str = "facemesh") -> np.ndarray:
+    """(N, 478, 3) landmarks of a frame sequence by a fresh tracker, NaN where no face.
+
+    tracker: the project's (Manifest.tracker); a fan project's dense points come from facemesh.
+    """
     from .faces import FaceTracker
+    from .tracking import dense_backend
 
     out = []
-    with FaceTracker() as tracker:
+    with FaceTracker(tracker=dense_backend(tracker)) as tracker:
         for f in crops:
             if cancel is not None:
                 cancel.raise_if_cancelled()
             lm, _ = tracker.process(f)
             out.append(lm if lm is not None else np.full((478, 3), np.nan, np.float32))
     return np.stack(out)
+
+
+def lmd_points(project: Project) -> str:
+    """The landmark set LMD is measured on: FAN's lips where the project was prepared with FAN."""
+    return "fan68" if getattr(project.manifest, "tracker", "facemesh") == "fan" else "facemesh40"
+
+
+def fan_lip_tracks(fan, crops: dict[str, np.ndarray], cancel: Optional[CancelToken] = None) -> dict[str, np.ndarray]:
+    """FAN's (N, 68, 3) landmarks of each method's crops; crops must hold "real".
+
+    The detector runs on the real crops only, and every method is read inside the boxes found
+    there: the head is where the real frame has it, so the detector's jitter stays out of the LMD.
+    """
+    real, boxes = fan.track(crops["real"], cancel=cancel)
+    return {name: real if name == "real" else fan.track(crops[name], boxes=boxes, cancel=cancel)[0]
+            for name in crops}
 
 
 def read_speech(project: Project) -> np.ndarray:
@@ -222,6 +244,7 @@ class Scores:
     calibration: SyncProbe
     chance: float                               # av_confidence reached by chance at this length
     envelope: np.ndarray                        # (M, bands) speech energy at env_times
+    lmd_points: str = "facemesh40"              # the landmark set of the LMD (metrics.LMD_SETS)
 
 
 def inner_margin(project: Project, feather: float) -> int:
@@ -278,15 +301,16 @@ def open_frames(real_landmarks: np.ndarray) -> np.ndarray:
 
 def score(project: Project, idx: np.ndarray, crops: dict[str, np.ndarray], speech: np.ndarray,
           env_times: np.ndarray, env_start: int, progress: ProgressFn = no_progress,
-          cancel: Optional[CancelToken] = None, margin: int = 0) -> Scores:
+          cancel: Optional[CancelToken] = None, margin: int = 0, fan=None) -> Scores:
     """Every metric of every method's crops (N, S, S, 3) of frames `idx`.
 
     With a "real" entry, image and lip-shape metrics are computed against it;
     without one (cross-identity) only the sync offset and confidence.
     speech/env_times/env_start: the driving audio, the frame times it spans, and
-    which of those belongs to the first crop.
+    which of those belongs to the first crop. fan: a tracking.fan.FanBackend, to measure LMD
+    on FAN's lips (a project prepared with --tracker fan); otherwise on the mesh's.
     """
-    from .faces import LIPS, inter_ocular, mouth_opening
+    from .faces import mouth_opening
 
     cancel = ensure_token(cancel)
     progress(Progress("calibrate", 0, 1, "measuring the speaker's own sync on the training frames"))
@@ -300,7 +324,7 @@ def score(project: Project, idx: np.ndarray, crops: dict[str, np.ndarray], speec
     results: dict[str, dict[str, float]] = {}
     for k, name in enumerate(crops):
         progress(Progress("track", k, len(crops), name))
-        lms[name] = track(crops[name], cancel)
+        lms[name] = track(crops[name], cancel, project.manifest.tracker)
         syncs[name] = calib.offset(smoothed(lms[name]), env, envelope_start=env_start)
         gap = mouth_opening(smoothed(lms[name]))
         results[name] = {"av_offset_frames": int(syncs[name].offset),
@@ -315,8 +339,11 @@ def score(project: Project, idx: np.ndarray, crops: dict[str, np.ndarray], speec
     ok = np.asarray(project.array("has_face"), bool)[idx]
     real = crops["real"]
     real_mouth = canonical_mouths(project, real, idx)
-    iod = inter_ocular(lms["real"])
     opened = open_frames(lms["real"])
+    points = "fan68" if fan is not None else "facemesh40"
+    if fan is not None:
+        progress(Progress("track", 0, 1, "FAN lip landmarks"))
+    lips = fan_lip_tracks(fan, crops, cancel) if fan is not None else lms
     for k, name in enumerate(crops):
         cancel.raise_if_cancelled()
         progress(Progress("metrics", k, len(crops), name))
@@ -328,10 +355,10 @@ def score(project: Project, idx: np.ndarray, crops: dict[str, np.ndarray], speec
             "ssim_face": _mean(M.ssim(crops[name][ok], real[ok])),
             **detail(crops[name][ok], inner[ok], mouths[ok], margin),
             "teeth_share": teeth(crops[name], lms[name], opened),
-            "lmd": _mean(M.lmd(lms[name], lms["real"], LIPS, iod)[ok]),
+            "lmd": _mean(M.lip_distance(lips[name], lips["real"], points)[ok]),
             **results[name],
         }
-    return Scores(results, lms, syncs, calib, chance, env)
+    return Scores(results, lms, syncs, calib, chance, env, points)
 
 
 # --- the job --------------------------------------------------------------------------
@@ -355,6 +382,11 @@ def evaluate(project_dir: Path | str, checkpoint: Optional[Path | str] = None,
     out_dir = Path(output) if output else project.eval_dir(cross=audio is not None)
     progress(Progress("load", 0, 1, "loading the model"))
     renderer = Renderer(project, checkpoint=checkpoint, device="auto")
+    fan = None
+    if audio is None and lmd_points(project) == "fan68":
+        from .tracking.fan import FanBackend
+
+        fan = FanBackend()           # before minutes of rendering: a missing weight file fails now
     wave = read_speech(project)
     mel = np.asarray(project.array("mel"), np.float32)
     mouth_gt = project.array("mouth")
@@ -405,7 +437,7 @@ def evaluate(project_dir: Path | str, checkpoint: Optional[Path | str] = None,
 
     t_m = time.perf_counter()
     margin = inner_margin(project, renderer.config.blend.feather)
-    sc = score(project, idx, crops, speech, env_times, env_start, progress, cancel, margin=margin)
+    sc = score(project, idx, crops, speech, env_times, env_start, progress, cancel, margin=margin, fan=fan)
     t_metrics = time.perf_counter() - t_m
 
     # Pictures.
@@ -431,6 +463,7 @@ def evaluate(project_dir: Path | str, checkpoint: Optional[Path | str] = None,
                         "frames": n_train, "probe_std": [float(x) for x in calib.scale],
                         "chance_confidence": sc.chance},
         "methods": sc.results,
+        **({"lmd_points": sc.lmd_points} if audio is None else {}),
         "regions": {
             "mouth": "canonical mouth box %s px (O2C-warped with prepared depth and poses)"
                      % list(project.manifest.mouth_box),
@@ -441,7 +474,7 @@ def evaluate(project_dir: Path | str, checkpoint: Optional[Path | str] = None,
             "teeth": "share of bright, unsaturated pixels inside each method's tracked inner lips, "
                      "over the frames whose real mouth is open",
             "opening": "std of the tracked inner-lip gap over inter-ocular distance",
-            "lmd": "40 MediaPipe lip landmarks over real inter-ocular distance",
+            "lmd": M.LMD_SETS[sc.lmd_points],
             "sync": "speech energy read from lip shape by a probe fitted on the real training frames, "
                     "cross-correlated with the driving speech; 0 is the speaker's own lead",
         },

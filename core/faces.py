@@ -1,4 +1,4 @@
-"""Face tracking with MediaPipe Face Mesh (478 3D landmarks, model shipped in the wheel).
+"""Face tracking in MediaPipe's Face Mesh layout (478 3D landmarks), on a backend of core/tracking.
 
 Landmarks come back in pixels of the image they were tracked on: (x*W, y*H, z*W).
 A frame with no face gives NaN landmarks and has_face False; it is never fatal here.
@@ -13,15 +13,11 @@ about 0.05 px, well under the tracker's own frame-to-frame jitter (0.44-0.60 px)
 """
 from __future__ import annotations
 
-import contextlib
-import os
-import threading
 from typing import Iterable, Optional
 
 import numpy as np
 
 N_LANDMARKS = 478
-_IMPORT_LOCK = threading.Lock()
 # Rigid points (forehead, nose bridge, cheekbones, temples): no lips, jaw or eyes.
 RIGID = [4, 6, 10, 33, 54, 67, 117, 119, 121, 127, 129, 132, 133, 136, 143, 147, 198, 205, 263, 284,
          297, 346, 348, 350, 356, 358, 361, 362, 365, 372, 376, 420, 425]
@@ -38,82 +34,6 @@ NOSE_TIP = 1
 NOSE_BOTTOM = 2
 CHIN = 152
 INNER_LIP_GAP = (13, 14)
-
-
-@contextlib.contextmanager
-def _quiet_native_logs():
-    """MediaPipe's C++ side prints to fd 2 on start-up; keep the user's terminal clean."""
-    try:
-        saved = os.dup(2)
-    except OSError:
-        yield
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
-def _mediapipe():
-    """mediapipe, imported without loading its drawing helpers until something uses them.
-
-    Its package __init__ imports them, and they import matplotlib.pyplot: half a second
-    of a short clip's prepare, for pictures this program never draws with them. Each is
-    registered as a deferred module that imports the real one on first attribute access.
-    """
-    import sys
-
-    with _IMPORT_LOCK:               # trackers start in several threads at once
-        if "mediapipe" not in sys.modules:
-            _defer_drawing_modules()
-        import mediapipe
-    return mediapipe
-
-
-def _defer_drawing_modules() -> None:
-    import importlib
-    import sys
-    import types
-
-    for name in ("drawing_utils", "drawing_styles"):
-        full = f"mediapipe.python.solutions.{name}"
-        deferred = types.ModuleType(full)
-
-        def load(attr: str, full: str = full, deferred: types.ModuleType = deferred):
-            if sys.modules.get(full) is deferred:
-                del sys.modules[full]
-            return getattr(importlib.import_module(full), attr)
-
-        deferred.__getattr__ = load
-        sys.modules.setdefault(full, deferred)
-    import mediapipe
-
-    for name in ("drawing_utils", "drawing_styles"):
-        if not hasattr(mediapipe.solutions, name):
-            setattr(mediapipe.solutions, name, sys.modules[f"mediapipe.python.solutions.{name}"])
-
-
-_ENTRY = 17        # bytes of one serialised landmark: x, y, z as tagged float32s in a length-prefixed entry
-
-
-def _landmarks(face) -> np.ndarray:
-    """(N, 3) normalised x, y, z of a NormalizedLandmarkList.
-
-    Read from its wire format: a Python loop over the protobuf objects costs ten times
-    more, a noticeable share of tracking. Anything unexpected (another field set) takes
-    the loop.
-    """
-    raw = np.frombuffer(face.SerializeToString(), np.uint8)
-    n = len(raw) // _ENTRY
-    if n * _ENTRY == len(raw) and n > 0:
-        rows = raw.reshape(n, _ENTRY)
-        if (rows[:, :3] == (0x0A, 0x0F, 0x0D)).all() and (rows[:, 7] == 0x15).all() and (rows[:, 12] == 0x1D).all():
-            return rows[:, [3, 4, 5, 6, 8, 9, 10, 11, 13, 14, 15, 16]].copy().view("<f4").astype(np.float32)
-    return np.array([(p.x, p.y, p.z) for p in face.landmark], np.float32)
 
 
 def inter_ocular(lm: np.ndarray) -> np.ndarray:
@@ -139,22 +59,20 @@ def face_box(lm: np.ndarray) -> np.ndarray:
 
 
 class FaceTracker:
-    """Follows one face through a sequence of RGB frames.
+    """Follows one face through a sequence of RGB frames, on a tracker backend (core/tracking).
 
     max_faces > 1 looks for several faces and keeps the largest at the start,
     then the one nearest the previous position.
     """
 
-    def __init__(self, max_faces: int = 1, static: bool = False) -> None:
-        mp = _mediapipe()
-        with _quiet_native_logs():
-            self._mesh = mp.solutions.face_mesh.FaceMesh(
-                static_image_mode=static, max_num_faces=max_faces, refine_landmarks=True,
-                min_detection_confidence=0.5, min_tracking_confidence=0.5)
+    def __init__(self, max_faces: int = 1, static: bool = False, tracker: str = "facemesh") -> None:
+        from .tracking import open_backend
+
+        self.backend = open_backend(tracker, max_faces=max_faces, static=static)
         self._prev_centre: Optional[np.ndarray] = None
 
     def close(self) -> None:
-        self._mesh.close()
+        self.backend.close()
 
     def __enter__(self) -> "FaceTracker":
         return self
@@ -164,12 +82,9 @@ class FaceTracker:
 
     def process(self, rgb: np.ndarray) -> tuple[Optional[np.ndarray], int]:
         """(478, 3) pixel landmarks of the followed face or None, and how many faces were seen."""
-        h, w = rgb.shape[:2]
-        res = self._mesh.process(np.ascontiguousarray(rgb))
-        faces = res.multi_face_landmarks or []
-        if not faces:
+        cands = [f.landmarks for f in self.backend.faces(np.ascontiguousarray(rgb))]
+        if not cands:
             return None, 0
-        cands = [_landmarks(f) * np.array([w, h, w], np.float32) for f in faces]
         if len(cands) == 1:
             pick = cands[0]
         elif self._prev_centre is None:
@@ -233,16 +148,16 @@ class FaceTracker:
 class FaceCounter:
     """How many faces a detection sees, for spotting clips with several people. Reuse one instance."""
 
-    def __init__(self) -> None:
-        mp = _mediapipe()
-        with _quiet_native_logs():
-            self._det = mp.solutions.face_detection.FaceDetection(model_selection=1, min_detection_confidence=0.5)
+    def __init__(self, tracker: str = "facemesh") -> None:
+        from .tracking import open_backend
+
+        self._backend = open_backend(tracker, static=True)
 
     def __call__(self, rgb: np.ndarray) -> int:
-        return len(self._det.process(np.ascontiguousarray(rgb)).detections or [])
+        return len(self._backend.detect(np.ascontiguousarray(rgb)))
 
     def close(self) -> None:
-        self._det.close()
+        self._backend.close()
 
 
 JUMP = 0.15     # face moved by more than this many inter-ocular distances in two frames, or scaled by 1 +- it

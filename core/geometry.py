@@ -222,11 +222,24 @@ def canonical_depth(canon: np.ndarray, head_mask: np.ndarray) -> np.ndarray:
 
 def mouth_box(canon: np.ndarray, size: int) -> list[int]:
     """[x0, y0, w, h] around lips and jaw in canonical pixels, sides multiples of 8, about 4:3."""
-    lips = canon[F.LIPS_OUTER, :2]
+    return _mouth_box(canon[F.LIPS_OUTER, :2], canon[F.NOSE_BOTTOM, 1], canon[F.CHIN, 1], size)
+
+
+def mouth_box_68(canon68: np.ndarray, size: int) -> list[int]:
+    """mouth_box from FAN's 68 points of the canonical frame (canonical_68): the paper's lip paste box.
+
+    The same rule on the same anatomy: FAN's outer lips, nose bottom and chin.
+    """
+    from .tracking.fan import FAN_CHIN, FAN_LIPS_OUTER, FAN_NOSE_BOTTOM
+
+    return _mouth_box(canon68[FAN_LIPS_OUTER, :2], canon68[FAN_NOSE_BOTTOM, 1], canon68[FAN_CHIN, 1], size)
+
+
+def _mouth_box(lips: np.ndarray, nose_bottom: float, chin: float, size: int) -> list[int]:
     lw = lips[:, 0].max() - lips[:, 0].min()
     cx = lips[:, 0].mean()
-    top = canon[F.NOSE_BOTTOM, 1] + 0.15 * (lips[:, 1].min() - canon[F.NOSE_BOTTOM, 1])
-    bottom = canon[F.CHIN, 1] + 0.12 * lw
+    top = nose_bottom + 0.15 * (lips[:, 1].min() - nose_bottom)
+    bottom = chin + 0.12 * lw
     h = bottom - top
     w = max(1.8 * lw, h * 4 / 3)
     h = max(h, w * 3 / 4)
@@ -235,6 +248,29 @@ def mouth_box(canon: np.ndarray, size: int) -> list[int]:
     x0 = int(np.clip(round(cx - w8 / 2), 0, size - w8))
     y0 = int(np.clip(round(top - (h8 - h) * 0.3), 0, size - h8))
     return [x0, y0, w8, h8]
+
+
+def canonical_68(lm68: np.ndarray, poses: np.ndarray, canon_index: int, canon: np.ndarray) -> np.ndarray:
+    """(68, 3) FAN points in canonical pixels, from lm68 (N, 68, 3) in working-crop pixels (NaN: no face).
+
+    The canonical frame is the real frame canon_index, so its own points are already canonical.
+    When FAN found no face there, the nearest frame with one is mapped back through the inverse
+    of its pose (canonical -> frame, poses (N, 3, 4)), taking FAN's points (2D) to lie at the
+    depth of the canonical mesh's lips. ValueError when FAN found no face at all.
+    """
+    has = np.isfinite(lm68[..., :2]).all(axis=(1, 2))
+    if not has.any():
+        raise ValueError("FAN found no face in any frame")
+    if has[canon_index]:
+        return lm68[canon_index].astype(np.float32)
+    j = int(nearest_tracked(has)[canon_index])
+    lin, t = poses[j, :2, :2].astype(np.float64), poses[j, :2, 3].astype(np.float64)
+    z = float(canon[F.LIPS, 2].mean())
+    rhs = lm68[j, :, :2].astype(np.float64) - t - z * poses[j, :2, 2]
+    out = np.zeros((len(rhs), 3), np.float32)
+    out[:, :2] = np.linalg.solve(lin, rhs.T).T
+    out[:, 2] = z
+    return out
 
 
 def mouth_variance_ratio(var: np.ndarray, box: list[int], face_mask: np.ndarray) -> float:

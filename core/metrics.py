@@ -8,7 +8,8 @@ shaped (...) so a batch gives one value per frame.
 - cpbd: no-reference sharpness, Narvekar & Karam, IEEE TIP 20(9) 2011 (see cpbd()).
 - gradient_energy, laplacian_variance: high-frequency energy, for the generated inner mouth box.
 - teeth_share: bright, unsaturated pixels inside the inner lips.
-- lmd: mean distance of mouth landmarks over inter-ocular distance.
+- lmd: mean distance of mouth landmarks over inter-ocular distance; lip_distance on MediaPipe's
+  40 lip points or FAN's 20 (the paper's).
 - av_offset: audio-visual offset by cross-correlating lip opening with the speech
   envelope, from landmarks and the raw waveform only; avsync builds the evaluation's
   sync estimator on it.
@@ -288,6 +289,26 @@ def lmd(landmarks: np.ndarray, reference: np.ndarray, points: list[int] | np.nda
     iod = np.asarray(inter_ocular, dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(iod > 0, dist / iod, np.nan)
+
+
+LMD_SETS = {"facemesh40": "40 MediaPipe lip landmarks over real inter-ocular distance",
+            "fan68": "20 FAN lip landmarks (48-67 of the 68-point layout) over real inter-ocular distance"}
+
+
+def lip_distance(landmarks: np.ndarray, reference: np.ndarray, points: str = "facemesh40") -> np.ndarray:
+    """(N,) lmd of a landmark set of LMD_SETS, over the reference's outer-eye-corner distance.
+
+    "facemesh40": (N, 478, 3+) tracks, faces.LIPS; "fan68": (N, 68, 3) FAN tracks, its lips 48-67.
+    """
+    if points == "fan68":
+        from .tracking.fan import FAN_LIPS as lips
+        from .tracking.fan import inter_ocular
+    elif points == "facemesh40":
+        from .faces import LIPS as lips
+        from .faces import inter_ocular
+    else:
+        raise ValueError(f"unknown LMD landmark set {points!r}")
+    return lmd(landmarks, reference, lips, inter_ocular(np.asarray(reference, np.float64)))
 
 
 # --- audio-visual sync --------------------------------------------------------------

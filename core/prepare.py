@@ -20,6 +20,7 @@ from . import audio as A
 from . import faces as F
 from . import geometry as G
 from . import media
+from . import tracking as T
 from .errors import FaceError, MediaError, ProjectError
 from .framestore import JpegPackWriter
 from .jobs import CancelToken, Progress, ProgressFn, ensure_token, no_progress
@@ -57,12 +58,12 @@ def check_target(project_dir: Path, force: bool) -> None:
 
 def _track_pass(video: Path, info: media.VideoInfo, pack: Optional[JpegPackWriter], progress: ProgressFn,
                 cancel: CancelToken, max_faces: int, every: int = 2, workers: int = 2,
-                block: int = 32) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+                block: int = 32, tracker: str = T.DEFAULT) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
     """Decode once: keep each source frame (JPEG pack) and track the face on it.
 
     Returns landmarks (N, 478, 3) in source pixels, has_face (N,), tracked (N,): which
     frames the mesh ran on (the others are interpolated, see faces.track_keyframes),
-    and whether a second face was seen. MediaPipe releases the GIL, so blocks of frames
+    and whether a second face was seen. The trackers release the GIL, so blocks of frames
     go alternately to `workers` trackers in threads. Each tracker follows its own
     blocks; at a block start it re-detects if needed, which costs a few milliseconds.
     With several faces (max_faces > 1) one tracker follows the chosen face through the
@@ -74,9 +75,10 @@ def _track_pass(video: Path, info: media.VideoInfo, pack: Optional[JpegPackWrite
     import cv2
 
     scale = min(1.0, TRACK_MAX_SIDE / max(info.width, info.height))
+    dense = T.dense_backend(tracker)
     workers = workers if max_faces == 1 else 1
     results: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-    # Queues deep enough (up to ~48 MB each) that decoding runs ahead while MediaPipe loads.
+    # Queues deep enough (up to ~48 MB each) that decoding runs ahead while the tracker loads.
     block_mb = block * info.width * info.height * 3 * scale * scale / 2**20
     queues = [queue.Queue(maxsize=int(np.clip(QUEUE_MB // max(block_mb, 1), 2, 8))) for _ in range(workers)]
     errors: list[BaseException] = []
@@ -86,11 +88,11 @@ def _track_pass(video: Path, info: media.VideoInfo, pack: Optional[JpegPackWrite
     def worker(q: "queue.Queue") -> None:
         counter = None
         try:
-            counter = F.FaceCounter() if max_faces == 1 else None
-            with F.FaceTracker(max_faces=max_faces) as tracker:
+            counter = F.FaceCounter(dense) if max_faces == 1 else None
+            with F.FaceTracker(max_faces=max_faces, tracker=dense) as follower:
                 while (item := q.get()) is not None:
                     start, frames = item
-                    lm, seen, tracked = tracker.track_keyframes(frames, every)
+                    lm, seen, tracked = follower.track_keyframes(frames, every)
                     results[start] = (lm / scale, seen, tracked)
                     for k in range(-start % check_every, len(frames), check_every):
                         if counter is not None and counter(frames[k]) > 1:
@@ -148,6 +150,32 @@ def _check_faces(video: Path, lm_src: np.ndarray, has_face: np.ndarray) -> None:
     if width < MIN_FACE_PX:
         raise FaceError(f"the face in {video.name} is only {width:.0f} px wide (need {MIN_FACE_PX}); "
                         "use a closer shot or a higher-resolution clip.")
+
+
+def _fan_mouth_box(originals: Path, crop: list[int], size: int, canon_idx: int, poses: np.ndarray,
+                   canon: np.ndarray, video: Path) -> list[int]:
+    """The lip paste box from FAN's lips on the canonical frame's working crop."""
+    import cv2
+
+    from .framestore import JpegPack
+    from .tracking.fan import FanBackend
+
+    frame = JpegPack(originals)[canon_idx]
+    x0, y0, side, _ = crop
+    pad = np.zeros((side, side, 3), np.uint8)             # the crop may reach past the frame's edge
+    h, w = frame.shape[:2]
+    sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x0 + side, w), min(y0 + side, h)
+    pad[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = frame[sy0:sy1, sx0:sx1]
+    work = cv2.resize(pad, (size, size), interpolation=cv2.INTER_AREA)
+    with FanBackend() as fan:
+        lm68 = fan.track([work])[0]
+    track = np.full((len(poses), 68, 3), np.nan, np.float32)
+    track[canon_idx] = lm68[0]
+    try:
+        return G.mouth_box_68(G.canonical_68(track, poses, canon_idx, canon), size)
+    except ValueError:
+        raise FaceError(f"FAN found no face on {video.name}'s canonical frame ({canon_idx}); "
+                        "prepare it with --tracker facemesh.") from None
 
 
 def _fill_faceless(lm: np.ndarray, has_face: np.ndarray) -> np.ndarray:
@@ -310,10 +338,11 @@ def _faceless_warning(ranges: list[list[int]], n: int, fps: float) -> Optional[s
 
 def prepare(video: Path | str, project_dir: Path | str, size: int = 256, force: bool = False,
             progress: ProgressFn = no_progress, cancel: Optional[CancelToken] = None,
-            track_every: int = TRACK_EVERY) -> Project:
+            track_every: int = TRACK_EVERY, tracker: str = T.DEFAULT) -> Project:
     """Turn a clip into a project folder; returns the opened Project.
 
     track_every: run the face mesh on every k-th frame and interpolate between (1: every frame).
+    tracker: a core/tracking backend name, checked (model files, packages) before any work.
     """
     from .diagnostics import write_diagnostics
 
@@ -323,6 +352,7 @@ def prepare(video: Path | str, project_dir: Path | str, size: int = 256, force: 
         raise ProjectError(f"working size {size} is not supported; use 256 or 512.")
     if track_every < 1:
         raise ProjectError(f"--track-every must be 1 or more (got {track_every}).")
+    T.check_name(tracker)
     t0 = time.perf_counter()
     clock = _StageClock()
     progress(Progress("probe", 0, 1, f"reading {video.name}"))
@@ -333,6 +363,7 @@ def prepare(video: Path | str, project_dir: Path | str, size: int = 256, force: 
         raise MediaError(f"{video.name} is {info.duration:.1f} s long; a clip of at least {MIN_SECONDS:.0f} s "
                          "(ideally a few minutes) of one person talking is needed.")
     check_target(project_dir, force)
+    T.preflight(tracker)
     warnings = [] if info.has_audio else [f"the clip has no audio track: it can be prepared, but {NO_SPEECH}"]
 
     project_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -342,10 +373,12 @@ def prepare(video: Path | str, project_dir: Path | str, size: int = 256, force: 
     try:
         clock.start()
         pack = JpegPackWriter(ProjectFolder(work).originals)
-        lm_src, has_face, tracked, many = _track_pass(video, info, pack, progress, cancel, 1, track_every)
+        lm_src, has_face, tracked, many = _track_pass(video, info, pack, progress, cancel, 1, track_every,
+                                                        tracker=tracker)
         n = pack.close()
         if many:            # another face appeared: track again choosing the largest face
-            lm_src, has_face, tracked, _ = _track_pass(video, info, None, progress, cancel, 3, track_every)
+            lm_src, has_face, tracked, _ = _track_pass(video, info, None, progress, cancel, 3, track_every,
+                                                     tracker=tracker)
         clock.stop("decode+faces")
         n = min(n, len(has_face))
         lm_src, has_face, tracked = lm_src[:n], has_face[:n], tracked[:n]
@@ -366,6 +399,8 @@ def prepare(video: Path | str, project_dir: Path | str, size: int = 256, force: 
         face_mask, head_mask = G.face_and_head_masks(canon, size)
         depth = G.canonical_depth(canon, head_mask)
         box = G.mouth_box(canon, size)
+        if tracker == "fan":        # the paper's lip box: FAN's 68 points on the canonical frame
+            box = _fan_mouth_box(ProjectFolder(work).originals, crop, size, canon_idx, poses, canon, video)
         clock.stop("pose+geometry")
 
         # The speech features are made beside the second pass, which leaves a core mostly idle.
@@ -404,7 +439,7 @@ def prepare(video: Path | str, project_dir: Path | str, size: int = 256, force: 
                     "fps": info.fps, "n_frames": n, "duration": n / info.fps, "has_audio": info.has_audio,
                     "rotation": info.rotation},
             size=size, crop=crop, canonical_index=canon_idx, mouth_box=box,
-            split={"n_train": n_train, "n_frames": n},
+            split={"n_train": n_train, "n_frames": n}, tracker=tracker,
             audio={"sample_rate": A.SAMPLE_RATE, "hop": A.HOP, "n_mels": A.N_MELS, "window": A.WINDOW,
                    "mel_rate": A.MEL_RATE},
             stats={"faces_found": int(has_face.sum()), "face_coverage": float(has_face.mean()),

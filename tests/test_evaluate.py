@@ -60,7 +60,7 @@ def test_eval_writes_a_finite_report_with_the_known_rows(model_project, tmp_path
         assert _all_finite(row), (name, row)
     real = on_disk["methods"]["real"]
     assert real["psnr_mouth"] == 100.0 and real["psnr_face"] == 100.0 and real["ssim_face"] == 1.0
-    assert real["lmd"] == 0.0
+    assert real["lmd"] == 0.0 and on_disk["lmd_points"] == "facemesh40"
     assert abs(real["av_offset_frames"]) <= 1 and real["av_confidence"] > 0.1
     for name in ("static", "retrieval", "model"):
         row = on_disk["methods"][name]

@@ -112,13 +112,22 @@ def test_prepare_never_imports_torch_scipy_or_matplotlib(media, tmp_path):
     """Their imports alone are a large share of a short clip's prepare: the job must not need them."""
     code = ("import sys; from speech2lip.core.prepare import prepare; "
             f"prepare({str(media['obama_a'])!r}, {str(tmp_path / 'p')!r}); "
-            "print([m in sys.modules for m in ('torch', 'scipy', 'matplotlib')]); "
-            # mediapipe's drawing helpers still load when something asks for them
-            "import mediapipe as mp; print(mp.solutions.drawing_utils.DrawingSpec.__name__, "
+            "print([m in sys.modules for m in ('torch', 'scipy', 'matplotlib')])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.splitlines()[-1] == "[False, False, False]", out.stdout
+
+
+def test_the_mediapipe_backend_defers_its_drawing_helpers(tmp_path):
+    """The optional backend: mediapipe's drawing helpers (matplotlib) load only when asked for."""
+    pytest.importorskip("mediapipe")
+    code = ("import sys; from speech2lip.core.faces import FaceTracker; FaceTracker(tracker='mediapipe'); "
+            "print('matplotlib' in sys.modules); import mediapipe as mp; "
+            "print(mp.solutions.drawing_utils.DrawingSpec.__name__, "
             "type(mp.solutions.drawing_styles.get_default_face_mesh_contours_style()).__name__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.splitlines()[-2:] == ["[False, False, False]", "DrawingSpec dict"], out.stdout
+    assert out.stdout.splitlines()[-2:] == ["False", "DrawingSpec dict"], out.stdout
 
 
 def test_a_tracker_that_fails_to_start_stops_prepare_instead_of_hanging(media, tmp_path, monkeypatch):
@@ -148,7 +157,10 @@ def test_a_tracker_that_fails_to_start_stops_prepare_instead_of_hanging(media, t
 
 
 def test_landmarks_read_from_the_wire_format_equal_the_protobuf_fields():
+    pytest.importorskip("mediapipe")
     from mediapipe.framework.formats import landmark_pb2
+
+    from speech2lip.core.tracking.mediapipe_mesh import _landmarks
 
     rng = np.random.default_rng(0)
     xyz = rng.normal(size=(478, 3)).astype(np.float32)
@@ -156,6 +168,6 @@ def test_landmarks_read_from_the_wire_format_equal_the_protobuf_fields():
     face = landmark_pb2.NormalizedLandmarkList()
     for x, y, z in xyz:
         face.landmark.add(x=x, y=y, z=z)
-    assert np.array_equal(F._landmarks(face), xyz)
+    assert np.array_equal(_landmarks(face), xyz)
     face.landmark[3].visibility = 0.5                # another field: the layout differs, the slow path reads it
-    assert np.array_equal(F._landmarks(face), xyz)
+    assert np.array_equal(_landmarks(face), xyz)
