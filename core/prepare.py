@@ -139,10 +139,14 @@ def _track_pass(video: Path, info: media.VideoInfo, pack: Optional[JpegPackWrite
     return lms.astype(np.float32), seen, tracked, several.is_set()
 
 
-def _check_faces(video: Path, lm_src: np.ndarray, has_face: np.ndarray) -> None:
+def _check_faces(video: Path, lm_src: np.ndarray, has_face: np.ndarray, info: media.VideoInfo) -> None:
     n, found = len(has_face), int(has_face.sum())
     if found == 0:
-        raise FaceError(f"no face found in {video.name}; use a clip where one speaker faces the camera.")
+        # The full-range detector finds faces down to about 5% of the frame's width.
+        smallest = int(0.05 * max(info.width, info.height))
+        raise FaceError(f"no face found in {video.name}; use a clip where one speaker faces the camera "
+                        f"(a face under about {smallest} px wide in this {info.width}x{info.height} frame is "
+                        f"too small to find: crop the video closer around the speaker).")
     if found < MIN_FACE_COVERAGE * n:
         raise FaceError(f"a face was found in only {100 * found / n:.0f}% of {video.name}'s frames (need "
                         f"{100 * MIN_FACE_COVERAGE:.0f}%); trim the clip to the part where the speaker is visible.")
@@ -385,7 +389,7 @@ def prepare(video: Path | str, project_dir: Path | str, size: int = 256, force: 
         if n / info.fps < MIN_SECONDS:
             raise MediaError(f"{video.name} has only {n / info.fps:.1f} s of decodable video; at least "
                              f"{MIN_SECONDS:.0f} s is needed.")
-        _check_faces(video, lm_src, has_face)
+        _check_faces(video, lm_src, has_face, info)
         cancel.raise_if_cancelled()
 
         clock.start()

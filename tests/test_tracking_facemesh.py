@@ -104,3 +104,43 @@ def test_the_shipped_models_match_their_recorded_checksums():
     meta = json.loads((FM.models_dir() / "facemesh.json").read_text())
     for name in ("facemesh_detector.onnx", "facemesh_landmarks.onnx", "facemesh_refine.onnx"):
         assert hashlib.sha256((FM.models_dir() / name).read_bytes()).hexdigest() == meta["sha256"][name]
+
+
+# --- small faces (issue 13 item 8) -----------------------------------------------------------------
+
+def _small_face_clip(media, tmp_path, face_px: int, seconds: float = 6) -> Path:
+    """obama_a scaled so its face is about face_px wide, on a black 1920x1080 frame."""
+    from speech2lip.core.media import ffmpeg_exe
+
+    out = tmp_path / f"small_{face_px}.mp4"
+    side = 2 * face_px                                       # the clip's face is about half its width
+    subprocess.run([ffmpeg_exe(), "-y", "-loglevel", "error", "-i", str(media["obama_a"]), "-t", str(seconds),
+                    "-vf", f"scale={side}:{side},pad=1920:1080:700:300", "-c:v", "libx264", "-crf", "18",
+                    "-c:a", "aac", str(out)], check=True)
+    return out
+
+
+def test_a_small_face_in_a_1080p_frame_is_found_and_tracked(media, tmp_path):
+    """A 128 px face in 1080p: too small for the short-range detector, found by the full-range one."""
+    import cv2
+
+    from speech2lip.core.prepare import prepare
+
+    clip = _small_face_clip(media, tmp_path, 128)
+    first = cv2.resize(next(read_frames(clip)), (1280, 720), interpolation=cv2.INTER_AREA)
+    be = FM.FaceMeshBackend(static=True)
+    assert be._detect(first, far=False) == [] and len(be._detect(first, far=True)) == 1
+    p = prepare(clip, tmp_path / "p")
+    assert p.array("has_face").mean() > 0.95
+    width = np.ptp(p.array("landmarks")[p.manifest.canonical_index, :, 0]) * p.manifest.crop[2] / p.size
+    assert 100 < width < 160                                  # the face's width in source pixels
+
+
+def test_a_face_too_small_to_find_is_reported_with_the_size_needed(media, tmp_path):
+    out = subprocess.run([sys.executable, "-m", "speech2lip.core.cli", "--quiet", "prepare",
+                          str(_small_face_clip(media, tmp_path, 40)), "--project", str(tmp_path / "p")],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2
+    err = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(err) == 1 and "no face found" in err[0] and "under about 96 px wide" in err[0], out.stderr
+    assert "crop the video closer" in err[0] and not (tmp_path / "p").exists()

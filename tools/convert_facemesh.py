@@ -5,8 +5,9 @@ Run once by a maintainer, never at run time:
     pip install tflite onnx flatbuffers numpy          # a venv without mediapipe: onnx wants protobuf >= 6
     python tools/convert_facemesh.py --tflite-dir DIR --out resources/models
 
-DIR holds face_detection_short_range.tflite and face_landmark_with_attention.tflite, as
-shipped in the mediapipe 0.10.21 wheel under mediapipe/modules/. The graphs use a handful of
+DIR holds face_detection_short_range.tflite, face_detection_full_range_sparse.tflite and
+face_landmark_with_attention.tflite, as shipped in the mediapipe 0.10.21 wheel under
+mediapipe/modules/. The graphs use a handful of
 builtin ops, translated one by one to ONNX (activations in NCHW). The attention model's
 three MediaPipe custom ops (Landmarks2TransformMatrix, TransformTensorBilinear,
 TransformLandmarks) are not ONNX ops: the model is cut around them into
@@ -67,12 +68,43 @@ class Graph:
         k = self.producer.get(t)
         if k is not None:
             name, _, ins, _ = self.ops[k]
+            if name == "DENSIFY":
+                return self.dense(ins[0])
             return self.const(ins[0]).astype(np.float32) if name == "DEQUANTIZE" else None
         tensor = self.g.Tensors(t)
         data = self.m.Buffers(tensor.Buffer()).DataAsNumpy()
         if isinstance(data, int):
             return None
         return np.frombuffer(data.tobytes(), DTYPES[tensor.Type()]).reshape(self.shape(t))
+
+
+    def dense(self, t: int) -> np.ndarray:
+        """A sparse constant (CSR in its last dimension, dense before: what these files use) made dense."""
+        tensor = self.g.Tensors(t)
+        sp = tensor.Sparsity()
+        shape = self.shape(t)
+        dims = [sp.DimMetadata(k) for k in range(sp.DimMetadataLength())]
+        order = list(sp.TraversalOrderAsNumpy())
+        assert order == list(range(len(shape))) and sp.BlockMapLength() == 0, "only plain CSR is handled"
+        assert all(d.Format() == tflite.DimensionType.DENSE for d in dims[:-1])
+        assert dims[-1].Format() == tflite.DimensionType.SPARSE_CSR
+
+        def vector(kind: int, table) -> np.ndarray:
+            cls = {tflite.SparseIndexVector.Int32Vector: tflite.Int32Vector,
+                   tflite.SparseIndexVector.Uint16Vector: tflite.Uint16Vector,
+                   tflite.SparseIndexVector.Uint8Vector: tflite.Uint8Vector}[kind]
+            v = cls()
+            v.Init(table.Bytes, table.Pos)
+            return v.ValuesAsNumpy().astype(np.int64)
+
+        seg = vector(dims[-1].ArraySegmentsType(), dims[-1].ArraySegments())
+        idx = vector(dims[-1].ArrayIndicesType(), dims[-1].ArrayIndices())
+        data = self.m.Buffers(tensor.Buffer()).DataAsNumpy()
+        values = np.frombuffer(data.tobytes(), DTYPES[tensor.Type()])
+        out = np.zeros((int(np.prod(shape[:-1])), shape[-1]), values.dtype)
+        rows = np.repeat(np.arange(len(seg) - 1), np.diff(seg))
+        out[rows, idx] = values
+        return out.reshape(shape)
 
 
 def _same_pads(size: int, k: int, stride: int, dilation: int = 1) -> tuple[int, int]:
@@ -177,6 +209,17 @@ def convert(src: Graph, inputs: list[str], outputs: list[str], graph_name: str) 
             tr = f"{out}_nhwc"
             nodes.append(helper.make_node("Transpose", [val(ins[0])], [tr], perm=[0, 2, 3, 1]))
             nodes.append(helper.make_node("Reshape", [tr, init(f"s{k}", np.array(shape, np.int64))], [out]))
+        elif name == "RESIZE_BILINEAR":
+            o = tflite.ResizeBilinearOptions(); o.Init(op.BuiltinOptions().Bytes, op.BuiltinOptions().Pos)
+            mode = ("half_pixel" if o.HalfPixelCenters() else "align_corners" if o.AlignCorners() else "asymmetric")
+            h, wd = src.shape(outs[0])[1:3]
+            nodes.append(helper.make_node("Resize", [val(ins[0]), "", "", init(f"z{k}", np.array(
+                [1, src.shape(ins[0])[3], h, wd], np.int64))], [out], mode="linear",
+                coordinate_transformation_mode=mode))
+        elif name == "DEPTH_TO_SPACE":
+            o = tflite.DepthToSpaceOptions(); o.Init(op.BuiltinOptions().Bytes, op.BuiltinOptions().Pos)
+            nodes.append(helper.make_node("DepthToSpace", [val(ins[0])], [out], blocksize=o.BlockSize(),
+                                          mode="DCR"))       # TensorFlow's channel order
         elif name == "CONCATENATION":
             o = tflite.ConcatenationOptions(); o.Init(op.BuiltinOptions().Bytes, op.BuiltinOptions().Pos)
             rank = len(src.shape(outs[0]))
@@ -233,12 +276,14 @@ def main() -> None:
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
     det = Graph(a.tflite_dir / "face_detection_short_range.tflite")
+    far = Graph(a.tflite_dir / "face_detection_full_range_sparse.tflite")
     mesh = Graph(a.tflite_dir / "face_landmark_with_attention.tflite")
     feature = mesh.name(mesh.ops[[n for n, *_ in mesh.ops].index("TransformTensorBilinear")][2][0])
     crops = [mesh.name(outs[0]) for n, _, _, outs in mesh.ops if n == "TransformTensorBilinear"]
     heads = ["conv_lips", "conv_left_eye", "conv_left_iris", "conv_right_eye", "conv_right_iris"]
     models = {
         "facemesh_detector.onnx": convert(det, ["input"], ["regressors", "classificators"], "face_detector"),
+        "facemesh_detector_far.onnx": convert(far, ["input_1"], ["Identity", "Identity_1"], "face_detector_far"),
         "facemesh_landmarks.onnx": convert(mesh, ["input_1"], ["output_mesh", "conv_faceflag", feature],
                                            "face_landmarks"),
         "facemesh_refine.onnx": convert(mesh, crops, heads, "face_refine"),
@@ -248,7 +293,8 @@ def main() -> None:
         data = model.SerializeToString()
         (a.out / name).write_bytes(data)
         meta["sha256"][name] = hashlib.sha256(data).hexdigest()
-    for name in ("face_detection_short_range.tflite", "face_landmark_with_attention.tflite"):
+    for name in ("face_detection_short_range.tflite", "face_detection_full_range_sparse.tflite",
+                 "face_landmark_with_attention.tflite"):
         meta["sha256"][name] = hashlib.sha256((a.tflite_dir / name).read_bytes()).hexdigest()
     (a.out / "facemesh.json").write_text(json.dumps(meta, indent=1) + "\n")
     print("wrote", ", ".join(models), "and facemesh.json to", a.out)

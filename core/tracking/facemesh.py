@@ -4,7 +4,8 @@ The models are MediaPipe's own (Apache-2.0), converted by tools/convert_facemesh
 resources/models/README.md. The pipeline around them follows the legacy FaceMesh solution
 that prepare used before, so landmarks agree with it (figures in docs/tracking.md):
 
-1. a short-range face detector (128x128, letterboxed) gives boxes and six keypoints;
+1. a short-range face detector (128x128, letterboxed) gives boxes and six keypoints; when it
+   finds nothing, the full-range one (192x192) looks for small faces;
 2. each face's region: the box, turned so the eyes are level, 1.5x, square;
 3. the landmark model sees that region at 192x192 and gives 468 points, a presence flag and
    a feature map; lips, eyes and irises are refined from 16x16 crops of that map;
@@ -24,8 +25,10 @@ import numpy as np
 from . import Face, TrackerError
 
 DETECT_SIZE = 128
+FAR_SIZE = 192              # the full-range detector's input: faces down to a few percent of the frame
 MESH_SIZE = 192
 MIN_DETECTION = 0.5         # detector score (MediaPipe's min_detection_confidence)
+MIN_FAR = 0.6               # MediaPipe's own threshold for the full-range model
 MIN_PRESENCE = 0.5          # landmark model's face flag (min_tracking_confidence)
 NMS_IOU = 0.3
 ROI_SCALE = 1.5
@@ -68,11 +71,11 @@ def _meta() -> dict:
         raise TrackerError(f"{path} is missing or unreadable; reinstall speech2lip-studio.") from None
 
 
-@lru_cache(maxsize=1)
-def _anchors() -> np.ndarray:
-    """(896, 2) anchor centres of the short-range detector: 16x16 cells x 2, then 8x8 cells x 6."""
+@lru_cache(maxsize=2)
+def _anchors(far: bool = False) -> np.ndarray:
+    """Anchor centres: short range (896): 16x16 cells x 2, then 8x8 cells x 6; full range (2304): 48x48 x 1."""
     out = []
-    for grid, per_cell in ((16, 2), (8, 6)):
+    for grid, per_cell in (((48, 1),) if far else ((16, 2), (8, 6))):
         c = (np.arange(grid, dtype=np.float32) + 0.5) / grid
         yy, xx = np.meshgrid(c, c, indexing="ij")
         cells = np.stack([xx.ravel(), yy.ravel()], 1)
@@ -170,6 +173,7 @@ class FaceMeshBackend:
         d = models_dir()
         self.meta = _meta()
         self._det = _session(d / "facemesh_detector.onnx")
+        self._far = None                    # loaded on first need: most clips never use it
         self._mesh = _session(d / "facemesh_landmarks.onnx")
         self._refine = _session(d / "facemesh_refine.onnx")
         self._refine_inputs = [i.name for i in self._refine.get_inputs()]     # lips, left eye, right eye
@@ -184,22 +188,33 @@ class FaceMeshBackend:
 
     # The detector ------------------------------------------------------------------------
     def detect(self, rgb: np.ndarray) -> list[tuple[float, np.ndarray, np.ndarray]]:
-        """(score, box x0 y0 x1 y1, keypoints (6, 2)) in image pixels, best first."""
+        """(score, box x0 y0 x1 y1, keypoints (6, 2)) in image pixels, best first.
+
+        The short-range detector first (faces that fill a good part of the frame, as in a talking
+        head); when it finds none, the full-range one, which finds faces a few percent of the
+        frame wide. Either way the landmark model then sees the face's own region at 192x192.
+        """
+        return self._detect(rgb, far=False) or self._detect(rgb, far=True)
+
+    def _detect(self, rgb: np.ndarray, far: bool) -> list[tuple[float, np.ndarray, np.ndarray]]:
         import cv2
 
+        if far and self._far is None:
+            self._far = _session(models_dir() / "facemesh_detector_far.onnx")
+        size, session, floor = (FAR_SIZE, self._far, MIN_FAR) if far else (DETECT_SIZE, self._det, MIN_DETECTION)
         h, w = rgb.shape[:2]
         side = max(h, w)
         square = (w / 2, h / 2, side, 0.0)                  # the image letterboxed into a square
-        img = cv2.warpAffine(rgb, _crop_matrix(square, DETECT_SIZE), (DETECT_SIZE, DETECT_SIZE),
+        img = cv2.warpAffine(rgb, _crop_matrix(square, size), (size, size),
                              flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         x = (img.astype(np.float32) / 127.5 - 1.0).transpose(2, 0, 1)[None]
-        reg, cls = self._det.run(None, {"input": x})
+        reg, cls = session.run(None, {session.get_inputs()[0].name: x})
         scores = 1 / (1 + np.exp(-np.clip(cls[0, :, 0].astype(np.float64), -100, 100)))
-        keep = np.nonzero(scores >= MIN_DETECTION)[0]
+        keep = np.nonzero(scores >= floor)[0]
         if not len(keep):
             return []
-        a = _anchors()[keep]
-        r = reg[0, keep] / DETECT_SIZE                      # x, y, w, h, then 6 keypoints x, y
+        a = _anchors(far)[keep]
+        r = reg[0, keep] / size                             # x, y, w, h, then 6 keypoints x, y
         centre = a + r[:, :2]
         boxes = np.concatenate([centre - r[:, 2:4] / 2, centre + r[:, 2:4] / 2], 1)
         kps = a[:, None, :] + r[:, 4:16].reshape(-1, 6, 2)
