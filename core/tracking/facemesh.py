@@ -29,6 +29,7 @@ FAR_SIZE = 192              # the full-range detector's input: faces down to a f
 MESH_SIZE = 192
 MIN_DETECTION = 0.5         # detector score (MediaPipe's min_detection_confidence)
 MIN_FAR = 0.6               # MediaPipe's own threshold for the full-range model
+MIN_BOX_PX = 24             # smaller "faces" are the full-range model's false finds in noise, and unusable
 MIN_PRESENCE = 0.5          # landmark model's face flag (min_tracking_confidence)
 NMS_IOU = 0.3
 ROI_SCALE = 1.5
@@ -219,7 +220,8 @@ class FaceMeshBackend:
         boxes = np.concatenate([centre - r[:, 2:4] / 2, centre + r[:, 2:4] / 2], 1)
         kps = a[:, None, :] + r[:, 4:16].reshape(-1, 6, 2)
         off = np.array([w / 2 - side / 2, h / 2 - side / 2], np.float32)
-        return _weighted_nms(scores[keep], boxes * side + np.tile(off, 2), kps * side + off)
+        found = _weighted_nms(scores[keep], boxes * side + np.tile(off, 2), kps * side + off)
+        return [d for d in found if d[1][2] - d[1][0] >= MIN_BOX_PX]
 
     # The landmark model ------------------------------------------------------------------
     def landmarks(self, rgb: np.ndarray, region) -> tuple[np.ndarray, float]:
