@@ -1,17 +1,19 @@
-"""Wizard step 1, Import: the clip's first frame with the face box, its facts and quality warnings."""
+"""Wizard step 1, Import: the clip's first frame with the face box, its facts and quality warnings,
+and, when the clip shows several faces, their thumbnails to choose the one to prepare."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Optional
 
-from PySide6.QtCore import QRectF, Qt, Signal
-from PySide6.QtGui import QColor
-from PySide6.QtWidgets import (QComboBox, QFileDialog, QGridLayout, QLineEdit, QPushButton, QToolButton,
-                               QWidget)
+from PySide6.QtCore import QRectF, QSize, Qt, Signal
+from PySide6.QtGui import QColor, QIcon, QPixmap
+from PySide6.QtWidgets import (QButtonGroup, QComboBox, QFileDialog, QGridLayout, QHBoxLayout, QLineEdit,
+                               QPushButton, QToolButton, QWidget)
 
 from . import theme
 from .errors import show_error
 from .inspect_clip import ClipReport, inspect_clip
+from .model.face_pick import AUTO_TEXT, FacePick
 from .model.formats import duration_text
 from .widgets import ImageView, hbox, label, panel, vbox
 from .worker import HIGH, Job
@@ -25,14 +27,19 @@ def unique_folder(base: Path, stem: str) -> Path:
     return path
 
 
+FACE_ICON = 64
+CHOSEN, OTHER = QColor("#4fc37a"), QColor("#f0b429")
+
+
 class ImportPage(QWidget):
-    prepare_requested = Signal(str, str, int)     # video, project folder, working size
-    inspected = Signal(object)                    # ClipReport
+    prepare_requested = Signal(str, str, int, str)    # video, project folder, working size, prepare's face
+    inspected = Signal(object)                        # ClipReport
 
     def __init__(self, ctx, parent=None) -> None:
         super().__init__(parent)
         self.ctx = ctx
         self.report: Optional[ClipReport] = None
+        self.pick = FacePick()
         self._job: Optional[Job] = None
 
         self.view = ImageView("Choose or drop a clip to start.", min_size=320)
@@ -61,6 +68,20 @@ class ImportPage(QWidget):
         self.warn_text.setTextFormat(Qt.RichText)
         self._warn_lay.addWidget(self.warn_text)
 
+        faces, faces_lay = panel()
+        self.faces_panel = faces
+        faces_lay.addWidget(label("Faces", "heading"))
+        self.faces_text = label("", "caption", wrap=True)
+        faces_lay.addWidget(self.faces_text)
+        self.face_row = QHBoxLayout()
+        self.face_row.setSpacing(6)
+        faces_lay.addLayout(self.face_row)
+        self.face_group = QButtonGroup(self)
+        self.face_group.setExclusive(True)
+        self.face_group.idClicked.connect(self._face_clicked)
+        self.face_buttons: dict[int, QToolButton] = {}      # 0: Auto, then the face numbers
+        faces.setVisible(False)
+
         dest, dest_lay = panel()
         dest_lay.addWidget(label("Project", "heading"))
         self.folder = QLineEdit()
@@ -85,7 +106,7 @@ class ImportPage(QWidget):
         self.other_btn.clicked.connect(self._choose)
         self.status = label("", "caption")
 
-        right = vbox(facts, warn, dest, None, self.status, hbox(self.other_btn, None, self.prepare_btn),
+        right = vbox(facts, warn, faces, dest, None, self.status, hbox(self.other_btn, None, self.prepare_btn),
                      spacing=12)
         right_w = QWidget()
         right_w.setLayout(right)
@@ -98,6 +119,7 @@ class ImportPage(QWidget):
         if self._job is not None and self._job.is_active:
             self._job.cancel()
         self.report = None
+        self._show_faces([])
         self.prepare_btn.setEnabled(False)
         self.view.set_image(None)
         self.view.set_boxes([])
@@ -123,9 +145,10 @@ class ImportPage(QWidget):
         self.report = r
         info = r.info
         self.view.set_image(r.face_frame)
-        if r.face_box:
+        self._show_faces(r.faces)
+        if r.face_box and not r.faces:
             x0, y0, x1, y1 = r.face_box
-            self.view.set_boxes([(QRectF(x0, y0, x1 - x0, y1 - y0), QColor("#4fc37a"), "face")])
+            self.view.set_boxes([(QRectF(x0, y0, x1 - x0, y1 - y0), CHOSEN, "face")])
         self.facts["Duration"].setText(duration_text(info.n_frames, info.fps))
         self.facts["Frame rate"].setText(f"{info.fps:.3g} fps")
         self.facts["Resolution"].setText(f"{info.width} × {info.height}" +
@@ -142,6 +165,55 @@ class ImportPage(QWidget):
         self.prepare_btn.setEnabled(r.face_box is not None)
         self.inspected.emit(r)
 
+    # --- the faces, when there are several ---------------------------------------------------
+    def _show_faces(self, faces: list) -> None:
+        self.pick.set_faces(faces)
+        for b in self.face_buttons.values():
+            self.face_group.removeButton(b)
+        while self.face_row.count():                 # the last clip's buttons and stretch
+            item = self.face_row.takeAt(0)
+            if item.widget() is not None:
+                item.widget().deleteLater()
+        self.face_buttons = {}
+        self.faces_panel.setVisible(self.pick.offered)
+        if not self.pick.offered:
+            return
+        self._face_button(0, AUTO_TEXT.replace(": ", ":\n"), None, "Prepare the face whose mouth follows the speech")
+        for f in faces:
+            self._face_button(f.number, f"{f.number} · {f.position}", f.thumbnail,
+                              f"Prepare face {f.number} ({f.position}), seen in {100 * f.share:.0f}% of the "
+                              "sampled frames")
+        self.face_row.addStretch(1)
+        self._face_clicked(0)
+
+    def _face_button(self, key: int, text: str, thumbnail, tip: str) -> None:
+        b = QToolButton()
+        b.setObjectName(f"face{key}")
+        b.setCheckable(True)
+        b.setText(text)
+        b.setToolTip(tip)
+        b.setToolButtonStyle(Qt.ToolButtonTextUnderIcon)
+        b.setIconSize(QSize(FACE_ICON, FACE_ICON))
+        if thumbnail is not None:
+            b.setIcon(QIcon(QPixmap.fromImage(theme.qimage(thumbnail))))
+        else:
+            b.setMinimumHeight(FACE_ICON + 24)
+        self.face_group.addButton(b, key)
+        self.face_row.addWidget(b)
+        self.face_buttons[key] = b
+
+    def _face_clicked(self, key: int) -> None:
+        self.pick.pick(key or None)
+        self.face_buttons[key].setChecked(True)
+        self.faces_text.setText(self.pick.describe())
+        boxes = []
+        for f in self.pick.faces:
+            if f.box is not None:
+                x0, y0, x1, y1 = f.box
+                colour = CHOSEN if f.number == self.pick.chosen else OTHER
+                boxes.append((QRectF(x0, y0, x1 - x0, y1 - y0), colour, str(f.number)))
+        self.view.set_boxes(boxes)
+
     # --- actions --------------------------------------------------------------------------
     def _browse(self) -> None:
         d = QFileDialog.getExistingDirectory(self, "Folder for new projects", str(self.ctx.settings.projects_dir()))
@@ -155,4 +227,5 @@ class ImportPage(QWidget):
     def _prepare(self) -> None:
         if self.report is None:
             return
-        self.prepare_requested.emit(str(self.report.path), self.folder.text().strip(), int(self.size.currentData()))
+        self.prepare_requested.emit(str(self.report.path), self.folder.text().strip(), int(self.size.currentData()),
+                                    self.pick.face)

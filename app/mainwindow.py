@@ -21,6 +21,7 @@ from . import studio_state, theme
 from .errors import show_error
 from .import_page import ImportPage
 from .keys import key_sequences
+from .model.face_pick import AUTO
 from .prepare_page import PreparePage
 from .settings import AppSettings
 from .start_page import StartPage
@@ -300,12 +301,12 @@ class MainWindow(QMainWindow):
             self.timeline_menu.clear()
             self._update_saved()
 
-    def _prepare(self, video: str, folder: str, size: int) -> None:
+    def _prepare(self, video: str, folder: str, size: int, face: str = AUTO) -> None:
         if self.editor is not None:
             self._drop_editor()
         self.project = None
         self.go("prepare")
-        self.prepare_page.start(video, folder, size)
+        self.prepare_page.start(video, folder, size, face)
 
     def _trained(self, checkpoint: str) -> None:
         if self.editor is not None:

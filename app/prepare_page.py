@@ -1,4 +1,5 @@
-"""Wizard step 2, Prepare: a progress bar per stage with cancel, then the diagnostic pictures."""
+"""Wizard step 2, Prepare: a progress bar per stage with cancel, then the diagnostic pictures (and,
+when the clip showed several faces, which one was prepared and why)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,6 +14,7 @@ from speech2lip.core.project import Project
 
 from . import theme
 from .errors import show_error
+from .model.face_pick import AUTO
 from .widgets import ImageView, StageRow, hbox, label, panel, vbox
 from .worker import HIGH, Job
 
@@ -79,6 +81,11 @@ class PreparePage(QWidget):
             v.set_enlargeable()
             self.pictures[name] = v
             grid.addWidget(v, i // 2, i % 2)
+        self.faces_view = ImageView("", min_size=160)      # only when the clip showed several faces
+        self.faces_view.set_caption("Faces found, and the one prepared")
+        self.faces_view.set_enlargeable()
+        self.faces_view.setVisible(False)
+        grid.addWidget(self.faces_view, 0, 2, 2, 1)
         diag_lay.addLayout(grid, 1)
 
         lay = vbox(stages, diag, spacing=14, margins=18)
@@ -87,7 +94,8 @@ class PreparePage(QWidget):
         self._set_idle()
 
     # --- running ------------------------------------------------------------------------------
-    def start(self, video: str, project_dir: str, size: int = 256) -> Job:
+    def start(self, video: str, project_dir: str, size: int = 256, face: str = AUTO) -> Job:
+        """face: prepare's choice among several faces (a number from the import page, or Auto)."""
         from speech2lip.core.prepare import prepare
 
         self.project = None
@@ -95,9 +103,10 @@ class PreparePage(QWidget):
             row.set_state("pending", 0.0, "")
         for v in self.pictures.values():
             v.set_image(None)
+        self.faces_view.setVisible(False)
         self.heading.setText(f"Preparing {Path(video).name}")
         self.summary.setText(f"Into {project_dir}")
-        job = Job("prepare", prepare, video, project_dir, size=size)
+        job = Job("prepare", prepare, video, project_dir, size=size, face=face)
         job.progress.connect(self._progress)
         job.succeeded.connect(self._done)
         job.failed.connect(self._failed)
@@ -173,6 +182,9 @@ class PreparePage(QWidget):
             view.set_image(QImage(str(path)) if path.is_file() else None)
             if not path.is_file():
                 view.set_empty_text(f"{name} is missing")
+        several = project.faces_picture.is_file()
+        self.faces_view.set_image(QImage(str(project.faces_picture)) if several else None)
+        self.faces_view.setVisible(several)
         st = project.manifest.stats
         parts = [f"{project.n_frames} frames at {project.fps:g} fps",
                  f"face in {100 * st.get('face_coverage', 0):.0f}% of frames"]
@@ -180,6 +192,8 @@ class PreparePage(QWidget):
             parts.append(f"pose fit residual {st['residual_mean_px']:.2f} px")
         if "prepare_seconds" in st:
             parts.append(f"prepared in {st['prepare_seconds']:.1f} s")
+        if len(st.get("faces", [])) > 1:
+            parts.append(f"prepared {st['face_choice']['reason']}")
         warn = "".join(f"  ⚠ {w}" for w in st.get("warnings", []))
         self.summary.setText(" · ".join(parts) + warn)
         self._set_idle()

@@ -194,6 +194,7 @@ def cmd_prepare(args) -> int:
     t = time.perf_counter()
     extra = {} if args.track_every is None else {"track_every": args.track_every}
     extra["tracker"] = args.tracker
+    extra["face"] = args.face
     project = run_job(prepare, Path(args.video), Path(args.project), size=args.size, force=args.force,
                       quiet=args.quiet, **extra)
     m = project.manifest
@@ -204,6 +205,8 @@ def cmd_prepare(args) -> int:
     tracked = s.get("frames_tracked", project.n_frames)
     print(f"  faces found {s['faces_found']} of {project.n_frames} ({tracked} tracked by the mesh, "
           f"{project.n_frames - tracked} interpolated)")
+    if len(s.get("faces", [])) > 1:
+        print(f"  chosen      {s['face_choice']['reason']}; see {project.faces_picture}, --face chooses another")
     print(f"  canonical   frame {m.canonical_index}; rigid-fit residual {s['residual_mean_px']:.2f} px mean")
     print(f"  motion      mouth/face {s['mouth_motion_ratio_before']:.1f}x as decoded, "
           f"{s['mouth_motion_ratio_after']:.1f}x in canonical space")
@@ -229,6 +232,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tracker", default="facemesh", metavar="NAME",
                    help="face tracker: facemesh (default; shipped, offline), mediapipe (needs the mediapipe "
                         "package) or fan (face-alignment's 68 points for the lip box and LMD; needs its weights)")
+    p.add_argument("--face", default="speaking", metavar="WHICH",
+                   help="which face to prepare when the clip shows several: speaking (default: the face whose "
+                        "mouth follows the clip's speech), largest, left, right, or a number counted from 1 at "
+                        "the left, as in the project's diagnostics/faces.jpg")
     p.set_defaults(func=cmd_prepare)
     cli_engine.register(sub)
     cli_eval.register(sub)

@@ -1,4 +1,5 @@
-"""Pictures a user can open after prepare: landmarks, the canonical frame, motion heat maps.
+"""Pictures a user can open after prepare: landmarks, the canonical frame, motion heat maps, and
+the faces found when there were several (which one was chosen, and why).
 
 The motion maps are the paper's Figure 2: per-pixel temporal deviation of the
 frames as decoded, and after warping every frame into the canonical pose. After
@@ -94,3 +95,64 @@ def write_diagnostics(root: Path, frames: np.ndarray, lm: np.ndarray, has_face: 
     _save_png(out / "motion.png", np.concatenate([img_b, img_a], axis=1))
     np.save(out / "motion_variance.npy", np.stack([before, after]))
     return {"mouth_motion_ratio_before": ratio_b, "mouth_motion_ratio_after": ratio_a}
+
+
+GREEN, AMBER = (80, 230, 120), (235, 170, 60)
+PICTURE_MAX_SIDE = 1280
+
+
+def write_face_choice(root: Path, frames, lm: np.ndarray, seen: np.ndarray, faces: list, choice) -> Path:
+    """diagnostics/faces.jpg: the frame where most faces show, each boxed with its number, position and
+    sync score, the chosen one in green; the reason underneath. frames: the source frames (JpegPack),
+    lm (K, N, P, 3) and seen (K, N) the tracks, faces: face_choice.FoundFace, choice: face_choice.Choice."""
+    import cv2
+
+    counts = seen[[f.track for f in faces]].sum(0)
+    most = np.flatnonzero(counts == counts.max())
+    i = int(most[len(most) // 2])
+    img = np.asarray(frames[i]).copy()
+    k = min(1.0, PICTURE_MAX_SIDE / max(img.shape[:2]))
+    if k < 1:
+        img = cv2.resize(img, None, fx=k, fy=k, interpolation=cv2.INTER_AREA)
+    thick = max(2, img.shape[0] // 240)
+    for f in faces:
+        box = F.face_box(lm[f.track, i]) if seen[f.track, i] else np.asarray(f.box)
+        x0, y0, x1, y1 = (int(round(v * k)) for v in box)
+        chosen = f is choice.face
+        colour = GREEN if chosen else AMBER
+        cv2.rectangle(img, (x0, y0), (x1, y1), colour, thick + (1 if chosen else 0))
+        text = f"{f.number} {f.position}" + ("" if f.sync is None else f"  sync {f.sync:.2f}")
+        _tag(img, text + ("  CHOSEN" if chosen else ""), (x0, max(y0 - 4, 18)), colour)
+    lines = _wrap(f"frame {i}: {choice.reason}", img.shape[1] - 12)
+    bar = np.zeros((18 * len(lines) + 8, img.shape[1], 3), np.uint8)
+    for j, line in enumerate(lines):
+        cv2.putText(bar, line, (6, 18 + 18 * j), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+    out = ProjectFolder(root).faces_picture
+    with atomic_path(out) as tmp:
+        ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(np.concatenate([img, bar])[:, :, ::-1]),
+                               [cv2.IMWRITE_JPEG_QUALITY, 90])
+        tmp.write_bytes(buf.tobytes())
+    return out
+
+
+def _tag(img: np.ndarray, text: str, at: tuple[int, int], colour: tuple[int, int, int]) -> None:
+    import cv2
+
+    (w, h), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
+    x, y = min(max(at[0], 0), max(img.shape[1] - w - 6, 0)), at[1]
+    cv2.rectangle(img, (x, y - h - 6), (x + w + 6, y + 2), colour, -1)
+    cv2.putText(img, text, (x + 3, y - 3), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    """Lines of `text` that fit `width` pixels in the caption font."""
+    import cv2
+
+    lines, line = [], ""
+    for word in text.split():
+        wider = f"{line} {word}".strip()
+        if line and cv2.getTextSize(wider, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)[0][0] > width:
+            lines.append(line)
+            wider = word
+        line = wider
+    return lines + [line]

@@ -2,7 +2,8 @@
 
 Landmarks come back in pixels of the image they were tracked on: (x*W, y*H, z*W).
 A frame with no face gives NaN landmarks and has_face False; it is never fatal here.
-With several faces the largest is taken and then followed by continuity.
+`FaceTracker` follows one face (the largest, then by continuity); `FaceTracks` follows every
+face and keeps who is who by position, for prepare to choose among them (core/face_choice.py).
 
 `track_keyframes` runs the mesh on every other frame and interpolates the frames
 between when the face barely moved: the mesh is most of prepare's time. On the
@@ -114,15 +115,8 @@ class FaceTracker:
             if got is not None:
                 lm[i], seen[i] = got, True
 
-        thumbs: dict[int, np.ndarray] = {}
-
-        def cut(a: int, b: int) -> bool:
-            for i in range(a, b + 1):
-                if i not in thumbs:
-                    thumbs[i] = _thumb(frames[i])
-            return any(np.abs(thumbs[i] - thumbs[i + 1]).mean() > CUT for i in range(a, b))
-
-        keys = sorted(set(range(0, n, max(1, every))) | {n - 1}) if n else []
+        cut = _Cuts(frames)
+        keys = _keyframes(n, every)
         if keys:
             run(keys[0])
         # In time order, so the mesh starts each frame from a neighbour's result.
@@ -145,6 +139,96 @@ class FaceTracker:
         return lm, seen
 
 
+class FaceTracks:
+    """Follows every face through a clip (up to max_faces at a time), each as its own track.
+
+    A face found in a frame joins the track whose last position is nearest, within MATCH
+    inter-ocular distances; a face near no track starts a new one. Track numbers are in
+    order of appearance; core/face_choice.py numbers the faces for the user.
+    """
+
+    def __init__(self, max_faces: int = 4, static: bool = False, tracker: str = "facemesh") -> None:
+        from .tracking import open_backend
+
+        self.backend = open_backend(tracker, max_faces=max_faces, static=static)
+        self._last: list[tuple[np.ndarray, float]] = []     # per track: last centre, inter-ocular distance
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> "FaceTracks":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def n_tracks(self) -> int:
+        return len(self._last)
+
+    def process(self, rgb: np.ndarray) -> dict[int, np.ndarray]:
+        """{track: (478, 3) pixel landmarks} of the faces in one RGB frame."""
+        faces, centres = [], []
+        for f in self.backend.faces(np.ascontiguousarray(rgb)):
+            c = f.landmarks[:, :2].mean(0)
+            # Two followed regions drifting onto one face would make a second track of the same person.
+            if all(np.linalg.norm(c - o) > SAME * float(inter_ocular(f.landmarks)) for o in centres):
+                faces.append(f.landmarks)
+                centres.append(c)
+        pairs = sorted((float(np.linalg.norm(c - centre)) / iod, i, t)
+                       for i, c in enumerate(centres) for t, (centre, iod) in enumerate(self._last))
+        out: dict[int, np.ndarray] = {}
+        taken: set[int] = set()
+        for d, i, t in pairs:                 # nearest pairs first: two faces never share a track
+            if d <= MATCH and i not in taken and t not in out:
+                out[t] = faces[i]
+                taken.add(i)
+        for i, lm in enumerate(faces):
+            if i not in taken:
+                out[len(self._last)] = lm
+                self._last.append((centres[i], 1.0))
+        for t, lm in out.items():
+            self._last[t] = (lm[:, :2].mean(0), max(float(inter_ocular(lm)), 1.0))
+        return out
+
+    def track_keyframes(self, frames: list[np.ndarray], every: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Landmarks (K, N, 478, 3) of every track known after these frames, seen (K, N), tracked (N,).
+
+        As FaceTracker.track_keyframes: the frames between two tracked ones are interpolated when
+        the same faces are in both, none moved more than JUMP and there is no cut.
+        """
+        n = len(frames)
+        got: dict[int, dict[int, np.ndarray]] = {}
+        tracked = np.zeros(n, bool)
+
+        def run(i: int) -> None:
+            got[i] = self.process(frames[i])
+            tracked[i] = True
+
+        cut = _Cuts(frames)
+        keys = _keyframes(n, every)
+        if keys:
+            run(keys[0])
+        for a, b in zip(keys, keys[1:]):
+            run(b)
+            if b - a < 2:
+                continue
+            fa, fb = got[a], got[b]
+            if fa and fa.keys() == fb.keys() and all(_still(fa[t], fb[t]) for t in fa) and not cut(a, b):
+                for i in range(a + 1, b):
+                    w = (i - a) / (b - a)
+                    got[i] = {t: fa[t] + w * (fb[t] - fa[t]) for t in fa}
+            else:
+                for i in range(a + 1, b):
+                    run(i)
+        lm = np.full((self.n_tracks, n, N_LANDMARKS, 3), np.nan, np.float32)
+        seen = np.zeros((self.n_tracks, n), bool)
+        for i, per in got.items():
+            for t, pts in per.items():
+                lm[t, i], seen[t, i] = pts, True
+        return lm, seen, tracked
+
+
 class FaceCounter:
     """How many faces a detection sees, for spotting clips with several people. Reuse one instance."""
 
@@ -162,6 +246,26 @@ class FaceCounter:
 
 JUMP = 0.15     # face moved by more than this many inter-ocular distances in two frames, or scaled by 1 +- it
 CUT = 15.0      # mean grey-level change of a 32x32 thumbnail between frames: a cut (speech moves it under 7)
+MATCH = 1.5     # a face this many inter-ocular distances from a track's last position is someone else
+SAME = 0.5      # two faces found closer than this in one frame are one face found twice
+
+
+def _keyframes(n: int, every: int) -> list[int]:
+    """Frames 0, every, 2*every, ... and the last."""
+    return sorted(set(range(0, n, max(1, every))) | {n - 1}) if n else []
+
+
+class _Cuts:
+    """Whether a run of frames holds a cut, from 32x32 thumbnails computed once per frame."""
+
+    def __init__(self, frames: list[np.ndarray]) -> None:
+        self.frames, self.thumbs = frames, {}
+
+    def __call__(self, a: int, b: int) -> bool:
+        for i in range(a, b + 1):
+            if i not in self.thumbs:
+                self.thumbs[i] = _thumb(self.frames[i])
+        return any(np.abs(self.thumbs[i] - self.thumbs[i + 1]).mean() > CUT for i in range(a, b))
 
 
 def _still(a: np.ndarray, b: np.ndarray) -> bool:

@@ -17,6 +17,7 @@ from typing import Optional
 import numpy as np
 
 from . import audio as A
+from . import face_choice as FC
 from . import faces as F
 from . import geometry as G
 from . import media
@@ -59,15 +60,15 @@ def check_target(project_dir: Path, force: bool) -> None:
 def _track_pass(video: Path, info: media.VideoInfo, pack: Optional[JpegPackWriter], progress: ProgressFn,
                 cancel: CancelToken, max_faces: int, every: int = 2, workers: int = 2,
                 block: int = 32, tracker: str = T.DEFAULT) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
-    """Decode once: keep each source frame (JPEG pack) and track the face on it.
+    """Decode once: keep each source frame (JPEG pack) and track the faces on it.
 
-    Returns landmarks (N, 478, 3) in source pixels, has_face (N,), tracked (N,): which
-    frames the mesh ran on (the others are interpolated, see faces.track_keyframes),
-    and whether a second face was seen. The trackers release the GIL, so blocks of frames
-    go alternately to `workers` trackers in threads. Each tracker follows its own
-    blocks; at a block start it re-detects if needed, which costs a few milliseconds.
-    With several faces (max_faces > 1) one tracker follows the chosen face through the
-    whole clip.
+    Returns landmarks (K, N, 478, 3) in source pixels of K face tracks, seen (K, N),
+    tracked (N,): which frames the mesh ran on (the others are interpolated, see
+    faces.track_keyframes), and whether a second face was seen. With max_faces 1, K is 1:
+    the trackers release the GIL, so blocks of frames go alternately to `workers` trackers
+    in threads; each follows its own blocks and at a block start re-detects if needed,
+    which costs a few milliseconds. With more, one faces.FaceTracks follows every face
+    through the whole clip, for face_choice to choose among them.
     """
     import queue
     import threading
@@ -89,10 +90,13 @@ def _track_pass(video: Path, info: media.VideoInfo, pack: Optional[JpegPackWrite
         counter = None
         try:
             counter = F.FaceCounter(dense) if max_faces == 1 else None
-            with F.FaceTracker(max_faces=max_faces, tracker=dense) as follower:
+            follower = F.FaceTracker(tracker=dense) if max_faces == 1 else F.FaceTracks(max_faces, tracker=dense)
+            with follower:
                 while (item := q.get()) is not None:
                     start, frames = item
                     lm, seen, tracked = follower.track_keyframes(frames, every)
+                    if max_faces == 1:
+                        lm, seen = lm[None], seen[None]
                     results[start] = (lm / scale, seen, tracked)
                     for k in range(-start % check_every, len(frames), check_every):
                         if counter is not None and counter(frames[k]) > 1:
@@ -135,8 +139,15 @@ def _track_pass(video: Path, info: media.VideoInfo, pack: Optional[JpegPackWrite
     if n == 0:
         raise MediaError(f"{video.name} has no decodable frames; it may be truncated. Export it again.")
     parts = [results[s] for s in sorted(results)]
-    lms, seen, tracked = (np.concatenate([p[i] for p in parts]) for i in range(3))
-    return lms.astype(np.float32), seen, tracked, several.is_set()
+    tracked = np.concatenate([p[2] for p in parts])
+    k = max(len(p[1]) for p in parts)            # tracks that began in a later block are empty before it
+    lms = np.full((k, len(tracked), F.N_LANDMARKS, 3), np.nan, np.float32)
+    seen = np.zeros((k, len(tracked)), bool)
+    at = 0
+    for lm, sn, tr in parts:
+        lms[:len(sn), at:at + len(tr)], seen[:len(sn), at:at + len(tr)] = lm, sn
+        at += len(tr)
+    return lms, seen, tracked, several.is_set()
 
 
 def _check_faces(video: Path, lm_src: np.ndarray, has_face: np.ndarray, info: media.VideoInfo) -> None:
@@ -314,11 +325,15 @@ def _speech(video: Path, info: media.VideoInfo, n: int, work: Path) -> bool:
         wave = media.read_audio(video)
         media.write_wav(ProjectFolder(work).speech_path, wave)
         mel = A.speech_features(wave)
-        silent = float(np.sqrt(np.mean(np.square(wave, dtype=np.float64)))) < SILENT_RMS
+        silent = _is_silent(wave)
     else:
         mel = A.speech_features(np.zeros(int(n / info.fps * A.SAMPLE_RATE), np.float32))
     save_array(ProjectFolder(work).array_path("mel"), mel)
     return silent
+
+
+def _is_silent(wave: np.ndarray) -> bool:
+    return float(np.sqrt(np.mean(np.square(wave, dtype=np.float64)))) < SILENT_RMS
 
 
 def faceless_ranges(has_face: np.ndarray) -> list[list[int]]:
@@ -342,11 +357,13 @@ def _faceless_warning(ranges: list[list[int]], n: int, fps: float) -> Optional[s
 
 def prepare(video: Path | str, project_dir: Path | str, size: int = 256, force: bool = False,
             progress: ProgressFn = no_progress, cancel: Optional[CancelToken] = None,
-            track_every: int = TRACK_EVERY, tracker: str = T.DEFAULT) -> Project:
+            track_every: int = TRACK_EVERY, tracker: str = T.DEFAULT, face: str | int = FC.SPEAKING) -> Project:
     """Turn a clip into a project folder; returns the opened Project.
 
     track_every: run the face mesh on every k-th frame and interpolate between (1: every frame).
     tracker: a core/tracking backend name, checked (model files, packages) before any work.
+    face: which face to prepare when the clip shows several (core/face_choice.py): "speaking" (the
+    one whose mouth follows the speech), "largest", "left", "right" or a number from 1, left to right.
     """
     from .diagnostics import write_diagnostics
 
@@ -357,6 +374,7 @@ def prepare(video: Path | str, project_dir: Path | str, size: int = 256, force: 
     if track_every < 1:
         raise ProjectError(f"--track-every must be 1 or more (got {track_every}).")
     T.check_name(tracker)
+    face = FC.parse_face(face)
     t0 = time.perf_counter()
     clock = _StageClock()
     progress(Progress("probe", 0, 1, f"reading {video.name}"))
@@ -377,18 +395,25 @@ def prepare(video: Path | str, project_dir: Path | str, size: int = 256, force: 
     try:
         clock.start()
         pack = JpegPackWriter(ProjectFolder(work).originals)
-        lm_src, has_face, tracked, many = _track_pass(video, info, pack, progress, cancel, 1, track_every,
-                                                        tracker=tracker)
+        lm_all, seen_all, tracked, many = _track_pass(video, info, pack, progress, cancel, 1, track_every,
+                                                      tracker=tracker)
         n = pack.close()
-        if many:            # another face appeared: track again choosing the largest face
-            lm_src, has_face, tracked, _ = _track_pass(video, info, None, progress, cancel, 3, track_every,
-                                                     tracker=tracker)
+        if many:            # another face appeared: follow every face, then choose
+            lm_all, seen_all, tracked, _ = _track_pass(video, info, None, progress, cancel, FC.MAX_FACES,
+                                                       track_every, tracker=tracker)
         clock.stop("decode+faces")
-        n = min(n, len(has_face))
-        lm_src, has_face, tracked = lm_src[:n], has_face[:n], tracked[:n]
+        n = min(n, len(tracked))
+        lm_all, seen_all, tracked = lm_all[:, :n], seen_all[:, :n], tracked[:n]
         if n / info.fps < MIN_SECONDS:
             raise MediaError(f"{video.name} has only {n / info.fps:.1f} s of decodable video; at least "
                              f"{MIN_SECONDS:.0f} s is needed.")
+        # Several faces: the speech tells which one is speaking (read again for audio.wav below).
+        wave = media.read_audio(video) if many and info.has_audio else None
+        lm_src, has_face, face_stats, face_note = FC.choose_in_project(
+            work, project_dir, lm_all, seen_all, face, None if wave is None or _is_silent(wave) else wave, info.fps)
+        del lm_all, seen_all, wave
+        if face_note:
+            warnings.append(face_note)
         _check_faces(video, lm_src, has_face, info)
         cancel.raise_if_cancelled()
 
@@ -452,7 +477,8 @@ def prepare(video: Path | str, project_dir: Path | str, size: int = 256, force: 
                    "residual_mean_px": float(np.nanmean(resid[tracked])),
                    "residual_max_px": float(np.nanmax(resid[tracked])),
                    "prepare_seconds": seconds, "stage_seconds": clock.wall, "stage_cpu_seconds": clock.cpu, "warnings": warnings,
-                   "several_faces": bool(many), "faceless_ranges": gaps, **motion_stats},
+                   "several_faces": bool(many) or len(face_stats["faces"]) > 1, **face_stats,
+                   "faceless_ranges": gaps, **motion_stats},
             schema_version=SCHEMA_VERSION)
         write_json(ProjectFolder(work).manifest_path, manifest.to_json())
         progress(Progress("done", 1, 1, f"prepared {n} frames in {seconds:.1f} s"))

@@ -13,7 +13,8 @@ project/
   mouth.npy           (N, h, w, 3) uint8 O2C-warped mouth box per frame
   audio.wav           16 kHz mono speech of the clip (absent when it had none)
   mel.npy             (T, 80) float32 log-mel, 100 frames/s
-  diagnostics/*.png   pictures for the user
+  diagnostics/*.png   pictures for the user; diagnostics/faces.jpg, when the clip shows several faces,
+                      numbers them and marks the one chosen
   checkpoints/        written by training: latest.pt, history.json, config.json, sync_expert.pt,
                       run-N/ (earlier runs kept aside)
   eval/, eval_cross/  evaluation reports (report.json, report.html, figures)
@@ -50,6 +51,7 @@ EVAL, EVAL_CROSS = "eval", "eval_cross"
 REPORT_JSON, REPORT_HTML = "report.json", "report.html"
 ORIGINALS = "originals"           # originals.bin/.idx (core.framestore.JpegPack)
 DIAGNOSTICS = "diagnostics"
+FACES_PICTURE = "faces.jpg"       # in diagnostics/: the faces found and the one chosen
 SPEECH = "audio.wav"
 STUDIO = "studio.json"
 EXPORTS = "exports"               # where the studio exports when the user has no Videos folder
@@ -214,6 +216,10 @@ class ProjectFolder:
     @property
     def diagnostics(self) -> Path:
         return self.root / DIAGNOSTICS
+
+    @property
+    def faces_picture(self) -> Path:
+        return self.diagnostics / FACES_PICTURE
 
     @property
     def studio_path(self) -> Path:

@@ -43,6 +43,22 @@ def speech():
     return {k: _need(v) for k, v in SPEECH.items()}
 
 
+def side_by_side(dst: Path, left: Path, right: Path, audio_from: int, seconds: float = 12.0) -> Path:
+    """Two real clips side by side at the same height (256 px), with the speech of one of them
+    (0: the left clip's, 1: the right clip's), cut to `seconds`."""
+    import subprocess
+
+    from speech2lip.core.media import ffmpeg_exe
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run([ffmpeg_exe(), "-y", "-loglevel", "error", "-i", str(_need(left)), "-i", str(_need(right)),
+                    "-t", f"{seconds}", "-filter_complex",
+                    "[0:v]scale=-2:256,setsar=1[a];[1:v]scale=-2:256,setsar=1[b];[a][b]hstack=inputs=2[v]",
+                    "-map", "[v]", "-map", f"{audio_from}:a", "-c:v", "libx264", "-preset", "veryfast",
+                    "-c:a", "aac", str(dst)], check=True)
+    return dst
+
+
 _PREPARED: dict[str, Path] = {}
 
 

@@ -10,7 +10,7 @@ from speech2lip.core import project as P
 
 REPO = Path(__file__).resolve().parents[1]
 NAMES = [P.MANIFEST, P.CHECKPOINTS, P.LATEST, P.HISTORY, P.RUN_CONFIG, P.SYNC_EXPERT, P.EVAL, P.EVAL_CROSS,
-         P.REPORT_JSON, P.REPORT_HTML, P.ORIGINALS, P.SPEECH, P.STUDIO, P.EXPORTS]
+         P.REPORT_JSON, P.REPORT_HTML, P.ORIGINALS, P.SPEECH, P.STUDIO, P.EXPORTS, P.FACES_PICTURE]
 # A name as a string literal of its own, or a path segment of one ("checkpoints/latest.pt"); prose in
 # docstrings and help text may mention them. run-N folders: an f-string "run-{...}".
 LITERAL = re.compile(r"""(["'])(?:[\w./-]*/)?(%s)(?:/[\w./-]*)?\1|["']run-\{""" % "|".join(map(re.escape, NAMES)))
