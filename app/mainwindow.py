@@ -19,13 +19,13 @@ from speech2lip.core.project import Project
 
 from . import studio_state, theme
 from .errors import show_error
-from .import_page import ImportPage
+from .wizard.import_page import ImportPage
 from .keys import key_sequences
 from .model.face_pick import AUTO
-from .prepare_page import PreparePage
+from .wizard.prepare_page import PreparePage
 from .settings import AppSettings
-from .start_page import StartPage
-from .train_page import TrainPage
+from .wizard.start_page import StartPage
+from .wizard.train_page import TrainPage
 from .widgets import ElidedLabel
 from .worker import JobQueue
 
@@ -283,7 +283,7 @@ class MainWindow(QMainWindow):
 
     def ensure_editor(self):
         if self.editor is None and self.project is not None:
-            from .editor_page import EditorPage
+            from .editor.editor_page import EditorPage
 
             self.editor = EditorPage(self.ctx, self.project)
             self.editor.install_menus(self.edit_menu, self.timeline_menu)
@@ -331,19 +331,19 @@ class MainWindow(QMainWindow):
         return dlg
 
     def evaluate(self) -> None:
-        from .report_dialog import run_evaluation
+        from .wizard.report_dialog import run_evaluation
 
         if self.project is not None:
             run_evaluation(self, self.ctx, self.project)
 
     def show_report(self) -> None:
-        from .report_dialog import ReportDialog
+        from .wizard.report_dialog import ReportDialog
 
         if self.project is not None:
             ReportDialog(self.project, self).show()
 
     def show_shortcuts(self) -> None:
-        from .editor_page import SHORTCUTS
+        from .editor.editor_page import SHORTCUTS
 
         rows = "".join(f"<tr><td><b>{k}</b></td><td>&nbsp;&nbsp;{v}</td></tr>" for k, v in SHORTCUTS)
         box = QMessageBox(QMessageBox.Information, "Keyboard shortcuts", f"<table>{rows}</table>",

@@ -63,7 +63,7 @@ class AppSettings:
     # preview memory
     def preview_cache_mb(self) -> int:
         """Memory for rendered preview frames, in MB (Preferences)."""
-        from .frame_cache import DEFAULT_MB
+        from .editor.frame_cache import DEFAULT_MB
 
         v = self.value("preview/cache_mb", DEFAULT_MB, int)
         return int(min(max(v if v is not None else DEFAULT_MB, CACHE_MB_RANGE[0]), CACHE_MB_RANGE[1]))

@@ -119,7 +119,7 @@ def bench_cache(shape: tuple[int, int, int], timeline: int = 378, rendered: int 
     """Fill a FrameCache at the default limit as playback and edits do; what it holds afterwards."""
     import numpy as np
 
-    from speech2lip.app.frame_cache import DEFAULT_MB, FrameCache
+    from speech2lip.app.editor.frame_cache import DEFAULT_MB, FrameCache
 
     cache = FrameCache(DEFAULT_MB * 2**20)
     rev = [0]
@@ -157,8 +157,8 @@ def main() -> int:
         import tempfile as tf
 
         from app_support import short_clip, tiny_config
-        from speech2lip.core.prepare import prepare
-        from speech2lip.core.train import train
+        from speech2lip.core.prepare.job import prepare
+        from speech2lip.core.engine.train import train
 
         base = Path(tf.mkdtemp(prefix="s2l-bench-"))
         project = base / "short"
@@ -167,7 +167,7 @@ def main() -> int:
     cached, uncached = bench_scrub(project)
     print(f"scrub, cached frame shown: {ms(cached)}")
     print(f"scrub, uncached frame rendered and shown: {ms(uncached)}")
-    from speech2lip.core.framestore import JpegPack
+    from speech2lip.core.prepare.framestore import JpegPack
 
     full = tuple(JpegPack(Path(project) / "originals")[0].shape)     # what the preview caches: source frames
     for shape in (full, (1080, 1920, 3)):

@@ -32,17 +32,17 @@ def main() -> int:
     ap.add_argument("--frames", type=int, default=90)
     args = ap.parse_args()
 
-    from speech2lip.core import evaluate as E
+    from speech2lip.core.evaluation import evaluate as E
     from speech2lip.core.audio import frame_times
-    from speech2lip.core.checkpoint import latest_path
-    from speech2lip.core.evaluate import EvalData
+    from speech2lip.core.engine.checkpoint import latest_path
+    from speech2lip.core.evaluation.evaluate import EvalData
     from speech2lip.core.project import Project
-    from speech2lip.core.report import write_report
+    from speech2lip.core.evaluation.report import write_report
 
     tmp = tempfile.TemporaryDirectory()
     root = args.project
     if root is None:
-        from speech2lip.core.prepare import prepare
+        from speech2lip.core.prepare.job import prepare
 
         root = Path(tmp.name) / "project"
         print("preparing obama_address_a (not timed) ...", flush=True)

@@ -54,7 +54,7 @@ def _engine() -> None:
 def unpack(fixture: Path, dest: Path) -> dict[int, Path]:
     """The fixture's projects as ordinary project folders under dest: {size: root}."""
     _engine()
-    from speech2lip.core.framestore import JpegPack
+    from speech2lip.core.prepare.framestore import JpegPack
 
     roots = {}
     for size in SIZES:
@@ -94,7 +94,7 @@ def _peak(dev, reset: bool = False) -> float:
 
 def _train(root: Path, name: str, dev, minutes=None, steps=None, eval_every=None) -> dict:
     from speech2lip.core.config import preset
-    from speech2lip.core.train import train
+    from speech2lip.core.engine.train import train
 
     over = {"train.eval_every": eval_every} if eval_every else {}
     _peak(dev, reset=True)
@@ -126,8 +126,8 @@ def _fps(fn, n: int, seconds: float, dev) -> float:
 
 def _dub_fps(root: Path, dev, n_frames: int, batch: int = 16) -> float:
     """Dub's frame path end to end (plan, crops, paste into the source frames), without the encoder."""
-    from speech2lip.core.plan import DubPlan
-    from speech2lip.core.render import Renderer
+    from speech2lip.core.dub.plan import DubPlan
+    from speech2lip.core.dub.render import Renderer
 
     with wave.open(str(root / "audio.wav")) as w:
         pcm = np.frombuffer(w.readframes(w.getnframes()), np.int16)
@@ -151,7 +151,7 @@ def main() -> int:
     _engine()
     from speech2lip.core import audio as A
     from speech2lip.core.device import describe, pick_device
-    from speech2lip.core.render import Renderer
+    from speech2lip.core.dub.render import Renderer
 
     dev = pick_device(os.environ.get("DEVICE", "cuda"))
     budget = BUDGETS[os.environ.get("BUDGET", "full")]

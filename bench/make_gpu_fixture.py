@@ -45,7 +45,7 @@ def cut(clip: Path, seconds: float, dest: Path) -> Path:
 
 
 def pack(project: Path, dest: Path, quality: int) -> None:
-    from speech2lip.core.framestore import JpegPackWriter
+    from speech2lip.core.prepare.framestore import JpegPackWriter
 
     dest.mkdir(parents=True)
     for f in project.iterdir():
@@ -69,7 +69,7 @@ def main(argv=None) -> int:
                     help="CPU training of the quick reference (0: none; the check then skips that row)")
     ap.add_argument("--threads", type=int, default=2, help="CPU threads of the quick reference")
     args = ap.parse_args(argv)
-    from speech2lip.core.prepare import prepare
+    from speech2lip.core.prepare.job import prepare
 
     if args.out.exists():
         shutil.rmtree(args.out)
@@ -86,7 +86,7 @@ def main(argv=None) -> int:
     meta = {"clip": args.clip.name, "seconds": args.seconds, "quality": args.quality, "sizes": list(SIZES)}
     (args.out / "fixture.json").write_text(json.dumps(meta, indent=1))
     if args.quick_minutes > 0:
-        from speech2lip.core.train import train
+        from speech2lip.core.engine.train import train
 
         torch.set_num_threads(args.threads)
         with tempfile.TemporaryDirectory() as tmp:

@@ -27,7 +27,7 @@ MEDIA = REPO.parent / "shared" / "media"
 
 CHILD = r"""
 import json, resource, sys, time
-from speech2lip.core.prepare import prepare
+from speech2lip.core.prepare.job import prepare
 t = time.perf_counter()
 p = prepare(sys.argv[1], sys.argv[2], size=int(sys.argv[3]), force=True, tracker=sys.argv[4])
 wall = time.perf_counter() - t
@@ -49,7 +49,7 @@ def mesh_ms(video: Path, frames: int = 150, tracker: str = "facemesh") -> float:
     """Milliseconds per frame of the face tracker alone, one stream, every frame."""
     import time
 
-    from speech2lip.core.faces import FaceTracker
+    from speech2lip.core.prepare.faces import FaceTracker
     from speech2lip.core.media import read_frames
 
     clip = [f for _, f in zip(range(frames), read_frames(video))]

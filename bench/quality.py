@@ -48,9 +48,9 @@ def parse_value(v: str):
 
 def run_clip(clip: str, args, overrides: dict) -> dict:
     from speech2lip.core.config import preset
-    from speech2lip.core.evaluate import evaluate
-    from speech2lip.core.prepare import prepare
-    from speech2lip.core.train import train
+    from speech2lip.core.evaluation.evaluate import evaluate
+    from speech2lip.core.prepare.job import prepare
+    from speech2lip.core.engine.train import train
 
     work = args.work / clip
     prepared = args.work / f"{clip}.prepared"

@@ -23,14 +23,14 @@ import numpy as np
 import torch
 
 from speech2lip.core import audio as A
-from speech2lip.core.render import Renderer
+from speech2lip.core.dub.render import Renderer
 
 REPO = Path(__file__).resolve().parents[1]
 CLIP = REPO.parent / "shared" / "media" / "obama_address_a.mp4"
 
 
 def ensure_trained(project_dir: Path, device: str) -> None:
-    from speech2lip.core.train import train
+    from speech2lip.core.engine.train import train
 
     if not (project_dir / "checkpoints" / "latest.pt").is_file():
         train(project_dir, steps=1, device=device)
@@ -120,7 +120,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         projects = [args.project] if args.project else []
         if not args.project:
-            from speech2lip.core.prepare import prepare
+            from speech2lip.core.prepare.job import prepare
 
             for s in args.sizes:
                 projects.append(prepare(CLIP, Path(tmp) / f"p{s}", size=s).root)

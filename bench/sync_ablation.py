@@ -1,4 +1,4 @@
-"""The training sync expert (core.sync): what it costs to train and how well it finds the true audio offset.
+"""The training sync expert (core.engine.sync_expert): what it costs to train and how well it finds the true audio offset.
 
     python bench/sync_ablation.py --projects PROJECT [PROJECT ...] [--steps N] [--engine-steps N] [--device cpu]
     python bench/sync_ablation.py --ablation PROJECT --budget 1500 [--keep DIR] [--seeds 0 1 2]
@@ -12,9 +12,9 @@ cost can be read as a share of standard training. Prints numbers; never asserts.
 --ablation: the contrastive sync loss with and without, on the same clip and budget.
 One `quick` run trains to the start of the sync stage (90 % of the budget); two
 copies of it then finish the budget, one with the sync stage (Eq. 6), one without
-(train.w_sync = 0: Blend-Net's stage continues instead). Both are scored by core.evaluate on the
+(train.w_sync = 0: Blend-Net's stage continues instead). Both are scored by core.evaluation.evaluate on the
 held-out frames (LMD, and the sync probe's offset, which shares nothing with the
-expert: core.avsync), and both render the whole clip with its audio and with the audio
+expert: core.evaluation.sync_probe), and both render the whole clip with its audio and with the audio
 delayed by 5 frames: the lag between the two tracked mouth-opening curves shows
 whether the lips follow the audio's timing. Both are also driven by 11 s of another
 speaker (JFK), where the probe's offset and confidence rest on five times as many
@@ -35,7 +35,7 @@ from pathlib import Path
 
 import torch
 
-from speech2lip.core import sync as S
+from speech2lip.core.engine import sync_expert as S
 from speech2lip.core.config import preset
 from speech2lip.core.project import Project
 
@@ -53,7 +53,7 @@ def linked(src: Path, tmp: Path) -> Project:
 
 
 def engine_step_seconds(project: Project, name: str, steps: int, device: str) -> float:
-    from speech2lip.core.train import train
+    from speech2lip.core.engine.train import train
 
     cfg = preset(name, **{"train.sync": False, "train.eval_every": 10**9, "train.preview_every": 10**9,
                           "train.checkpoint_every": 10**9})
@@ -69,7 +69,7 @@ def opening_lag(renderer, shift: int, max_lag: int = 15) -> tuple[int, float]:
     import numpy as np
 
     from speech2lip.core import audio as A
-    from speech2lip.core.evaluate import opening, track
+    from speech2lip.core.evaluation.evaluate import opening, track
 
     p = renderer.project
     mel = np.array(p.array("mel"), np.float32)
@@ -106,7 +106,7 @@ def switch_config(root: Path, cfg) -> None:
     torch.save(ckpt, path)
 
 
-# Each branch is a config switch: train.w_sync 0 turns the sync stage off (core.train).
+# Each branch is a config switch: train.w_sync 0 turns the sync stage off (core.engine.train).
 BRANCHES = {"with": "the sync stage with Eq. 6", "without": "no sync stage, train.w_sync 0 (Blend-Net's stage continues)"}
 
 
@@ -115,10 +115,10 @@ def ablation(src: Path, budget: int, keep: Path | None, device: str, w_sync: flo
     import shutil
     import statistics
 
-    from speech2lip.core import train as T
-    from speech2lip.core.evaluate import evaluate
+    from speech2lip.core.engine import train as T
+    from speech2lip.core.evaluation.evaluate import evaluate
     from speech2lip.core.jobs import Cancelled, CancelToken
-    from speech2lip.core.render import Renderer
+    from speech2lip.core.dub.render import Renderer
 
     tmp = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="sync_ablation_"))
     cfg = preset("quick", **({"train.w_sync": w_sync} if w_sync is not None else {}))

@@ -33,8 +33,8 @@ def in_crop(project, other) -> np.ndarray:
 
 
 def main() -> None:
-    from speech2lip.core.faces import LIPS
-    from speech2lip.core.prepare import prepare
+    from speech2lip.core.prepare.faces import LIPS
+    from speech2lip.core.prepare.job import prepare
 
     ap = argparse.ArgumentParser()
     ap.add_argument("videos", nargs="*", type=Path)

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from speech2lip.core.device import pick_device
-from speech2lip.core.train import train
+from speech2lip.core.engine.train import train
 
 REPO = Path(__file__).resolve().parents[1]
 CLIP = REPO.parent / "shared" / "media" / "obama_address_a.mp4"
@@ -43,7 +43,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         src = args.project
         if src is None:
-            from speech2lip.core.prepare import prepare
+            from speech2lip.core.prepare.job import prepare
 
             src = prepare(CLIP, Path(tmp) / "src", size=args.size).root
         print(" minutes   steps  steps/s  held-out PSNR  static PSNR  untrained PSNR  sync stage")

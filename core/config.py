@@ -62,7 +62,7 @@ class BlendNetConfig:
 
 @dataclass
 class DetailConfig:
-    enabled: bool = True              # reference-guided detail (core.detail) after the lip field
+    enabled: bool = True              # reference-guided detail (core.engine.detail) after the lip field
     refs: int = 4                     # training mouths given to DetailNet...
     sound_refs: int = 2               # ...of which these are nearest in sound, the rest in shape
     channels: list[int] = field(default_factory=lambda: [16, 32, 64])
@@ -89,7 +89,7 @@ class TrainConfig:
     w_face: float = 1.0
     w_depth: float = 1.0
     w_sync: float = 0.002             # at 0.01 the weak on-clip expert beat reconstruction (bench/sync_ablation.py)
-    sync: bool = True                 # train a sync expert on the clip for the sync stage (core.sync);
+    sync: bool = True                 # train a sync expert on the clip for the sync stage (core.engine.sync_expert);
                                       # a saved or given expert enables the stage even when False
     sync_negatives: int = 4
     aug_gain: float = 0.3             # +- offset of the normalised log-mel (a gain change)

@@ -7,7 +7,7 @@ project/
   landmarks.npy       (N, 478, 3) float32 working-crop pixels, NaN where no face
   has_face.npy        (N,) bool
   tracked.npy         (N,) bool: the face mesh ran on this frame (others are interpolated)
-  poses.npy           (N, 3, 4) float32 canonical -> observed similarity (core.warp)
+  poses.npy           (N, 3, 4) float32 canonical -> observed similarity (core.engine.warp)
   fit_residual.npy    (N,) float32 mean rigid-fit residual in px
   depth.npy           (S, S) float32 canonical depth, head_mask.npy / face_mask.npy (S, S)
   mouth.npy           (N, h, w, 3) uint8 O2C-warped mouth box per frame
@@ -49,7 +49,7 @@ RUN_PREFIX = "run-"               # checkpoints/run-N/: an earlier run kept asid
 RUN_FILES = (LATEST, HISTORY, RUN_CONFIG)
 EVAL, EVAL_CROSS = "eval", "eval_cross"
 REPORT_JSON, REPORT_HTML = "report.json", "report.html"
-ORIGINALS = "originals"           # originals.bin/.idx (core.framestore.JpegPack)
+ORIGINALS = "originals"           # originals.bin/.idx (core.prepare.framestore.JpegPack)
 DIAGNOSTICS = "diagnostics"
 FACES_PICTURE = "faces.jpg"       # in diagnostics/: the faces found and the one chosen
 SPEECH = "audio.wav"

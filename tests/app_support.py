@@ -63,7 +63,7 @@ def use_tiny_training(monkeypatch) -> None:
 def prepared_short(tmp_path_factory) -> Path:
     """A project prepared (by core) from the short clip, once per session; copy before changing it."""
     if "prepared" not in _CACHE:
-        from speech2lip.core.prepare import prepare
+        from speech2lip.core.prepare.job import prepare
 
         base = tmp_path_factory.mktemp("app_prepared")
         prepare(short_clip(base / "short.mp4"), base / "short")
@@ -74,7 +74,7 @@ def prepared_short(tmp_path_factory) -> Path:
 def trained_short(tmp_path_factory) -> Path:
     """The short project after a tiny training run, once per session; copy before changing it."""
     if "trained" not in _CACHE:
-        from speech2lip.core.train import train
+        from speech2lip.core.engine.train import train
 
         base = tmp_path_factory.mktemp("app_trained")
         root = base / "short"

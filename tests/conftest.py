@@ -65,7 +65,7 @@ _PREPARED: dict[str, Path] = {}
 def prepared_project(name: str, tmp_path_factory) -> Path:
     """Prepare a real clip once per test session; tests that modify it must copy it."""
     if name not in _PREPARED:
-        from speech2lip.core.prepare import prepare
+        from speech2lip.core.prepare.job import prepare
 
         root = tmp_path_factory.mktemp(f"prepared_{name}") / name
         prepare(_need(CLIPS[name]), root)

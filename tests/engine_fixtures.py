@@ -41,7 +41,7 @@ def smoke_trained(obama_project, tmp_path_factory) -> Path:
     """A copy of the prepared obama project trained SMOKE_STEPS steps with smoke_config: a model that
     renders (badly) in seconds, for tests of plumbing."""
     if "smoke" not in TRAINED:
-        from speech2lip.core.train import train
+        from speech2lip.core.engine.train import train
 
         root = tmp_path_factory.mktemp("smoke") / "obama"
         shutil.copytree(obama_project, root)
@@ -54,7 +54,7 @@ def smoke_trained(obama_project, tmp_path_factory) -> Path:
 def trained(obama_project, tmp_path_factory) -> dict:
     """A copy of the prepared obama project trained for TRAIN_STEPS steps: {'root', 'result', 'reports'}."""
     if "obama" not in TRAINED:
-        from speech2lip.core.train import train
+        from speech2lip.core.engine.train import train
 
         root = tmp_path_factory.mktemp("trained") / "obama"
         shutil.copytree(obama_project, root)

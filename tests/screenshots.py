@@ -194,7 +194,7 @@ def main(argv=None) -> int:
         dlg.close()
 
         if args.report:
-            from speech2lip.app.report_dialog import ReportDialog, run_evaluation
+            from speech2lip.app.wizard.report_dialog import ReportDialog, run_evaluation
 
             ev = run_evaluation(win, win.ctx, win.project)
             wait_until(app, lambda: ev.job.state in ("done", "failed", "cancelled"), 1800, "evaluation")

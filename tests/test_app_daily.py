@@ -150,7 +150,7 @@ def test_every_advertised_shortcut_fires_by_key(qtbot, editor, monkeypatch):
             ed.playback.pause()
 
     # The ones in the Edit menu, tooltip and shortcuts dialog, by name.
-    from speech2lip.app.editor_page import SHORTCUTS
+    from speech2lip.app.editor.editor_page import SHORTCUTS
 
     assert ("Ctrl+Z / Ctrl+Shift+Z", "undo / redo") in SHORTCUTS
     assert QKeySequence("Ctrl+Shift+Z") in actions["Redo"].shortcuts()
@@ -223,7 +223,7 @@ def test_long_status_text_never_widens_the_window(qtbot, editor):
 def test_frame_cache_evicts_far_and_unreachable_frames_first():
     import numpy as np
 
-    from speech2lip.app.frame_cache import FrameCache
+    from speech2lip.app.editor.frame_cache import FrameCache
 
     frame = np.zeros((64, 64, 3), np.uint8)
     cache = FrameCache(10 * frame.nbytes)
@@ -246,7 +246,7 @@ def test_frame_cache_evicts_far_and_unreachable_frames_first():
 
 def test_editor_cache_limit_comes_from_preferences(qtbot, editor):
     win, ed = editor
-    from speech2lip.app.frame_cache import DEFAULT_MB
+    from speech2lip.app.editor.frame_cache import DEFAULT_MB
 
     cache = ed.service.cache
     assert cache.max_bytes == DEFAULT_MB * 2**20

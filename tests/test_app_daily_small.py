@@ -10,7 +10,7 @@ from test_app_daily import editor  # noqa: F401  (the fixture)
 
 def test_one_length_format_everywhere(qtbot, tmp_path, tmp_path_factory):
     from speech2lip.app.model.formats import duration_text
-    from speech2lip.app.start_page import project_summary
+    from speech2lip.app.wizard.start_page import project_summary
     from speech2lip.core.media import probe
 
     assert duration_text(600, 30.0) == "0:20.0 (600 frames)"

@@ -11,7 +11,7 @@ from app_support import copy_project, make_window, prepared_short, trained_short
 
 
 def trainer_history(steps, first_eval=True, evals=(20,), log_every=10):
-    """What core.train writes to history.json for a run of per-step losses (its averaging, restated)."""
+    """What core.engine.train writes to history.json for a run of per-step losses (its averaging, restated)."""
     hist = [{"step": 0, "heldout_psnr": 18.0, "heldout_corr": 0.05, "static_psnr": 20.0, "mean_psnr": 19.0}] \
         if first_eval else []
     window = []
@@ -35,7 +35,7 @@ def fake_steps(a, b, seed=0):
 # --- 3: the chart -------------------------------------------------------------------------------------
 
 def test_saved_history_draws_the_points_seen_live(qtbot):
-    from speech2lip.app.loss_plot import EVAL, LossPlot, series_colour
+    from speech2lip.app.wizard.loss_plot import EVAL, LossPlot, series_colour
 
     steps = fake_steps(1, 40)
     history = trainer_history(steps)
@@ -78,7 +78,7 @@ def test_saved_history_draws_the_points_seen_live(qtbot):
 
 def test_resumed_history_never_draws_backwards(qtbot):
     """A run paused at 33 keeps history to 30; the resumed run logs 40, 50: the chart goes 10..50."""
-    from speech2lip.app.loss_plot import LossPlot
+    from speech2lip.app.wizard.loss_plot import LossPlot
 
     first = trainer_history(fake_steps(1, 33))
     resumed = first + trainer_history(fake_steps(34, 50, seed=1), first_eval=False, evals=())
@@ -90,7 +90,7 @@ def test_resumed_history_never_draws_backwards(qtbot):
 
 
 def test_second_project_chart_is_drawn_and_reset(qtbot, tmp_path, tmp_path_factory):
-    from speech2lip.app.loss_plot import LOG_EVERY
+    from speech2lip.app.wizard.loss_plot import LOG_EVERY
     from speech2lip.core.jobs import Progress
 
     a = copy_project(prepared_short(tmp_path_factory), tmp_path / "a")
@@ -203,7 +203,7 @@ def test_closing_during_training_asks_stop_or_keep(qtbot, tmp_path, tmp_path_fac
 # --- 7: the numbers ---------------------------------------------------------------------------------
 
 def test_pause_reports_the_saved_step_and_one_rate(qtbot, tmp_path, tmp_path_factory, monkeypatch):
-    from speech2lip.app import train_page as tpm
+    from speech2lip.app.wizard import train_page as tpm
     from speech2lip.app.worker import Job
     from speech2lip.core.jobs import Progress
 
@@ -240,7 +240,7 @@ def test_pause_reports_the_saved_step_and_one_rate(qtbot, tmp_path, tmp_path_fac
 
 
 def test_live_chart_shows_a_provisional_point_until_the_window_closes(qtbot):
-    from speech2lip.app.loss_plot import LossPlot
+    from speech2lip.app.wizard.loss_plot import LossPlot
 
     plot = LossPlot()
     qtbot.addWidget(plot)

@@ -39,7 +39,7 @@ def drag(qtbot, viewport, a: QPoint, b: QPoint, steps: int = 6) -> None:
 
 
 def clip_point(ed, clip, where: str = "middle") -> QPoint:
-    from speech2lip.app.timeline_items import AUDIO_H, audio_y
+    from speech2lip.app.editor.timeline_items import AUDIO_H, audio_y
 
     view = ed.view
     x = {"middle": (clip.start + clip.length / 2) * view.ppf, "right": clip.end * view.ppf - 2,
@@ -91,7 +91,7 @@ def test_drag_trim_delete_with_undo_redo(qtbot, editor):
 
 
 def test_snapping_zoom_scrub_and_keyframe_markers(qtbot, editor):
-    from speech2lip.app.timeline_items import KEYS_H, RULER_H, keys_y
+    from speech2lip.app.editor.timeline_items import KEYS_H, RULER_H, keys_y
 
     win, ed = editor
     m, view = ed.model, ed.view

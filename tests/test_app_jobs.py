@@ -147,7 +147,7 @@ def test_cancel_export_writes_nothing(qtbot, tmp_path, tmp_path_factory):
 
 
 def test_cancel_evaluation(qtbot, tmp_path, tmp_path_factory):
-    from speech2lip.app.report_dialog import run_evaluation
+    from speech2lip.app.wizard.report_dialog import run_evaluation
 
     root = copy_project(trained_short(tmp_path_factory), tmp_path / "proj")
     win = make_window(qtbot, tmp_path)

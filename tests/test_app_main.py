@@ -39,7 +39,7 @@ def test_window_geometry_and_recent_projects_persist(qtbot, tmp_path, tmp_path_f
 def test_report_dialog_shows_the_report_with_pictures(qtbot, tmp_path, tmp_path_factory):
     from PySide6.QtGui import QColor, QImage
 
-    from speech2lip.app.report_dialog import ReportDialog
+    from speech2lip.app.wizard.report_dialog import ReportDialog
     from speech2lip.core.project import Project
 
     root = copy_project(prepared_short(tmp_path_factory), tmp_path / "proj")

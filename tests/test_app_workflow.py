@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_clip_to_exported_mp4(qtbot, tmp_path, monkeypatch):
-    from speech2lip.app.timeline_items import audio_y
+    from speech2lip.app.editor.timeline_items import audio_y
     from speech2lip.core.media import probe, read_audio, read_frames
 
     use_tiny_training(monkeypatch)
@@ -92,7 +92,7 @@ def test_clip_to_exported_mp4(qtbot, tmp_path, monkeypatch):
     changed = np.abs(dubbed - original).max(-1) > 8
     assert changed.any()
     ys, xs = np.nonzero(changed)
-    from speech2lip.app.preview import mouth_rect
+    from speech2lip.app.editor.preview import mouth_rect
 
     box = mouth_rect(ed.project, int(ed.model.background([ph])[0]))
     assert box.left() - 40 < np.median(xs) < box.right() + 40 and box.top() - 40 < np.median(ys) < box.bottom() + 40

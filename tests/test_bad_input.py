@@ -111,7 +111,7 @@ def test_non_ascii_paths_work(media, tmp_path, capsys):
 
 def test_cancel_leaves_nothing(media, tmp_path):
     from speech2lip.core.jobs import CancelToken, Cancelled, Progress
-    from speech2lip.core.prepare import prepare
+    from speech2lip.core.prepare.job import prepare
 
     token = CancelToken()
 

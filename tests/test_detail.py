@@ -1,4 +1,4 @@
-"""Reference-guided detail (core/detail.py) and the metrics that judge it, on the real clips."""
+"""Reference-guided detail (core/engine/detail.py) and the metrics that judge it, on the real clips."""
 from __future__ import annotations
 
 import shutil
@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from engine_fixtures import tiny_config
-from speech2lip.core import metrics as M
-from speech2lip.core.checkpoint import build_model, load_checkpoint, reference_bank
+from speech2lip.core.evaluation import metrics as M
+from speech2lip.core.engine.checkpoint import build_model, load_checkpoint, reference_bank
 from speech2lip.core.config import DetailConfig, EngineConfig, preset
-from speech2lip.core.detail import DetailNet, PatchCritic, ReferenceBank, adversarial_loss, critic_loss
-from speech2lip.core.evaluate import detail, inner_margin, interior
+from speech2lip.core.engine.detail import DetailNet, PatchCritic, ReferenceBank, adversarial_loss, critic_loss
+from speech2lip.core.evaluation.evaluate import detail, inner_margin, interior
 from speech2lip.core.project import Project
 
 
@@ -90,7 +90,7 @@ def test_old_checkpoint_configs_keep_their_fingerprint_and_load_without_detail()
 
 
 def test_training_uses_detail_and_critic_and_resumes_them(project_copy):
-    from speech2lip.core.train import train
+    from speech2lip.core.engine.train import train
 
     cfg = tiny_config(**{"detail.w_adv": 0.05, "detail.adv_start": 0.0, "train.checkpoint_every": 3})
     seen = []
@@ -116,7 +116,7 @@ def test_inner_box_sharpness_scores_a_blurred_copy_lower(obama_project):
     margin = inner_margin(project, preset("quick").blend.feather)
     inner = interior(project, idx, margin)
     assert 0.02 < inner[0].mean() < 0.2                       # the mouth's inside, a few % of the crop
-    from speech2lip.core.evaluate import canonical_mouths
+    from speech2lip.core.evaluation.evaluate import canonical_mouths
 
     sharp = detail(crops, inner, canonical_mouths(project, crops, idx), margin)
     soft = detail(blurred, inner, canonical_mouths(project, blurred, idx), margin)
@@ -144,10 +144,10 @@ def test_teeth_share_sees_bright_teeth_inside_the_lips():
 @pytest.mark.slow
 def test_detail_makes_held_out_mouths_sharper_than_the_lip_field_alone(obama_project, tmp_path):
     """The CI-sized version of bench/quality.py: the same short budget with and without DetailNet."""
-    from speech2lip.core.evaluate import canonical_mouths
-    from speech2lip.core.render import Renderer
+    from speech2lip.core.evaluation.evaluate import canonical_mouths
+    from speech2lip.core.dub.render import Renderer
     from speech2lip.core.audio import frame_times, mel_windows
-    from speech2lip.core.train import train
+    from speech2lip.core.engine.train import train
 
     scores = {}
     for enabled in (False, True):

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from engine_fixtures import tiny_config
-from speech2lip.core.checkpoint import load_checkpoint
+from speech2lip.core.engine.checkpoint import load_checkpoint
 from speech2lip.core.project import Project
 
 TESTS = Path(__file__).resolve().parent
@@ -25,7 +25,7 @@ WORKER = textwrap.dedent("""
     import json, os, sys
     sys.path.insert(0, {tests!r})
     from engine_fixtures import tiny_config
-    import speech2lip.core.train as T
+    import speech2lip.core.engine.train as T
 
     root, steps, resume, die_at = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1", int(sys.argv[4])
     rank = int(os.environ["RANK"])
@@ -59,7 +59,7 @@ def ranks_results(root: Path) -> list[dict]:
 
 
 def test_two_processes_train_one_model_that_resumes_on_one_and_back(project_copy, tmp_path):
-    from speech2lip.core.train import train
+    from speech2lip.core.engine.train import train
 
     root = project_copy
     p = torchrun(tmp_path, root, steps=40)
@@ -89,7 +89,7 @@ def test_two_processes_train_one_model_that_resumes_on_one_and_back(project_copy
 
 
 def test_a_dying_worker_stops_the_run_and_the_last_checkpoint_resumes(project_copy, tmp_path):
-    from speech2lip.core.train import train
+    from speech2lip.core.engine.train import train
 
     root = project_copy
     p = torchrun(tmp_path, root, steps=40, die_at=25)
@@ -103,7 +103,7 @@ def test_a_dying_worker_stops_the_run_and_the_last_checkpoint_resumes(project_co
 
 def test_gpus_flag_launches_torchrun(monkeypatch, tmp_path):
     """`speech2lip train --gpus 2` runs the same command in two processes under torchrun."""
-    from speech2lip.core import distributed as D
+    from speech2lip.core.engine import distributed as D
 
     seen = {}
 
@@ -121,7 +121,7 @@ def test_gpus_flag_launches_torchrun(monkeypatch, tmp_path):
 
 def test_dub_takes_several_speech_files_or_a_folder_in_one_process(monkeypatch, tmp_path, capsys):
     """Batch dubbing: each speech file becomes NAME.mp4 in the output folder, one dub call each."""
-    import speech2lip.core.render as R
+    import speech2lip.core.dub.render as R
     from speech2lip.core.cli import main
 
     calls = []

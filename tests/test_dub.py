@@ -15,8 +15,8 @@ from speech2lip.core import media
 from speech2lip.core.cli import main as cli_main
 from speech2lip.core.errors import CheckpointError, MediaError, UserError
 from speech2lip.core.project import Project
-from speech2lip.core.plan import pingpong
-from speech2lip.core.render import Renderer, dub
+from speech2lip.core.dub.plan import pingpong
+from speech2lip.core.dub.render import Renderer, dub
 
 
 @pytest.fixture(scope="module")

@@ -13,10 +13,10 @@ import shutil
 import numpy as np
 import pytest
 
-from speech2lip.core.checkpoint import build_model, save_checkpoint
+from speech2lip.core.engine.checkpoint import build_model, save_checkpoint
 from speech2lip.core.config import preset
 from speech2lip.core.errors import UserError
-from speech2lip.core.evaluate import METHODS, evaluate
+from speech2lip.core.evaluation.evaluate import METHODS, evaluate
 from speech2lip.core.media import read_audio, write_wav
 from speech2lip.core.project import Project
 
@@ -101,8 +101,8 @@ def test_eval_refuses_an_untrained_project_with_a_useful_message(obama_project, 
 
 
 def test_report_json_has_no_nan_even_when_a_metric_is_missing(tmp_path):
-    from speech2lip.core.evaluate import EvalData
-    from speech2lip.core.report import write_report
+    from speech2lip.core.evaluation.evaluate import EvalData
+    from speech2lip.core.evaluation.report import write_report
 
     data = EvalData(fps=30.0, frame_index=np.arange(10), strip_at=np.array([0, 9]),
                     strips={"model": np.zeros((2, 32, 32, 3), np.uint8)},

@@ -12,13 +12,13 @@ import shutil
 import numpy as np
 import pytest
 
-from speech2lip.core import face_choice as FC
-from speech2lip.core import tracking as T
+from speech2lip.core.prepare import face_choice as FC
+from speech2lip.core.prepare import tracking as T
 from speech2lip.core.cli import main
 from speech2lip.core.errors import FaceError
-from speech2lip.core.faces import FaceTracks
+from speech2lip.core.prepare.faces import FaceTracks
 from speech2lip.core.project import Project, ProjectFolder
-from speech2lip.core.tracking import Face
+from speech2lip.core.prepare.tracking import Face
 
 from conftest import side_by_side
 

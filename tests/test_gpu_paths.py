@@ -14,13 +14,13 @@ import torch
 
 from engine_fixtures import tiny_config
 from speech2lip.core import device as Dv
-from speech2lip.core.checkpoint import load_checkpoint
+from speech2lip.core.engine.checkpoint import load_checkpoint
 from speech2lip.core.errors import UserError
 from speech2lip.core.project import Project
 
 
 def test_one_device_helper_and_a_clear_message_without_cuda(monkeypatch):
-    import speech2lip.core.train as T
+    import speech2lip.core.engine.train as T
 
     assert T.pick_device is Dv.pick_device                    # the old import path still works
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
@@ -53,7 +53,7 @@ def _history(root):
 
 def test_gpu_style_lazy_losses_log_the_same_history(project_copy, tmp_path, monkeypatch):
     """On a GPU the losses are read every LOG_EVERY steps, not every step; the record is unchanged."""
-    import speech2lip.core.train as T
+    import speech2lip.core.engine.train as T
 
     cfg = tiny_config(**{"train.preview_every": 1000})
     eager_root = tmp_path / "eager"
@@ -77,7 +77,7 @@ def test_gpu_style_lazy_losses_log_the_same_history(project_copy, tmp_path, monk
 
 def _failing_steps(monkeypatch, fail_at):
     """Make the training step raise CUDA's out-of-memory error on the given calls; record batch sizes."""
-    import speech2lip.core.train as T
+    import speech2lip.core.engine.train as T
 
     real, calls = T._step_loss, []
 
@@ -92,7 +92,7 @@ def _failing_steps(monkeypatch, fail_at):
 
 
 def test_out_of_memory_halves_the_batch_once_and_says_so(project_copy, monkeypatch):
-    import speech2lip.core.train as T
+    import speech2lip.core.engine.train as T
 
     calls = _failing_steps(monkeypatch, {3})
     reports = []
@@ -105,7 +105,7 @@ def test_out_of_memory_halves_the_batch_once_and_says_so(project_copy, monkeypat
 
 
 def test_second_out_of_memory_stops_with_a_checkpoint_and_names_the_setting(project_copy, monkeypatch):
-    import speech2lip.core.train as T
+    import speech2lip.core.engine.train as T
 
     _failing_steps(monkeypatch, {3, 5})
     with pytest.raises(UserError, match=r"train\.batch") as e:
@@ -117,7 +117,7 @@ def test_second_out_of_memory_stops_with_a_checkpoint_and_names_the_setting(proj
 
 
 def test_batches_gather_only_their_rows(project_copy):
-    from speech2lip.core.data import ClipData
+    from speech2lip.core.engine.data import ClipData
 
     project = Project(project_copy)
     data = ClipData(project, tiny_config(), torch.device("cpu"))

@@ -5,10 +5,10 @@ import cv2
 import numpy as np
 import pytest
 
-from speech2lip.core import evaluate as E
-from speech2lip.core import metrics as M
+from speech2lip.core.evaluation import evaluate as E
+from speech2lip.core.evaluation import metrics as M
 from speech2lip.core.audio import frame_times
-from speech2lip.core.faces import LIPS, inter_ocular
+from speech2lip.core.prepare.faces import LIPS, inter_ocular
 from speech2lip.core.project import Project
 
 

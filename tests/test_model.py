@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from speech2lip.core import warp
-from speech2lip.core.checkpoint import build_model, latest_path, load_checkpoint, load_model, save_checkpoint
+from speech2lip.core.engine import warp
+from speech2lip.core.engine.checkpoint import (build_model, latest_path, load_checkpoint, load_model, save_checkpoint)
 from speech2lip.core.config import EngineConfig, preset
 from speech2lip.core.errors import CheckpointError
-from speech2lip.core.model import BlendNet, LipField, continuous_sample, crop_images
+from speech2lip.core.engine.model import BlendNet, LipField, continuous_sample, crop_images
 from speech2lip.core.project import Project
 
 

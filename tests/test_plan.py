@@ -7,8 +7,8 @@ import pytest
 from engine_fixtures import smoke_trained  # noqa: F401  (fixture)
 from speech2lip.app.model.editor import EditorModel
 from speech2lip.core import media
-from speech2lip.core.plan import DubPlan, pingpong
-from speech2lip.core.pose import PoseKey, PoseTrack
+from speech2lip.core.dub.plan import DubPlan, pingpong
+from speech2lip.core.dub.pose import PoseKey, PoseTrack
 from speech2lip.core.project import Project
 
 
@@ -57,13 +57,13 @@ def test_plan_of_a_timeline(timeline):
 def test_preview_and_export_render_the_same_frames(timeline, tmp_path, monkeypatch):
     """The preview renders plan frames one at a time; the export renders in..out in one dub.
     In points on a forward pass (3) and on a reversed one (n + 5) must give the same pictures."""
-    from speech2lip.app.export_job import ExportSettings, export
-    from speech2lip.core.render import Renderer
+    from speech2lip.app.editor.export_job import ExportSettings, export
+    from speech2lip.core.dub.render import Renderer
 
     project, wave, track = timeline
     n = project.n_frames
     renderer = Renderer(project, device="cpu")
-    preview_plan = DubPlan.for_speech(project, wave, pose_track=track)   # as app/render_service.py
+    preview_plan = DubPlan.for_speech(project, wave, pose_track=track)   # as app/editor/render_service.py
     exported: list[tuple[np.ndarray, np.ndarray]] = []
     real = Renderer.composite_full
 
@@ -91,7 +91,7 @@ def test_preview_and_export_render_the_same_frames(timeline, tmp_path, monkeypat
 
 
 def test_dub_takes_an_array_and_refuses_a_span_of_a_file(timeline, tmp_path, speech):
-    from speech2lip.core.render import dub
+    from speech2lip.core.dub.render import dub
 
     project, wave, _ = timeline
     stereo = np.stack([wave, wave * 0.5], axis=1)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from engine_fixtures import trained  # noqa: F401  (fixture)
-from speech2lip.core import pose as P
+from speech2lip.core.dub import pose as P
 from speech2lip.core.errors import UserError
 
 
@@ -116,7 +116,7 @@ def test_zero_offset_is_exact_and_background_stays_still(obama):
     assert torch.equal(warped[0], crops[0]) and holes[0].sum() == 0          # zero offset: identity
     # Far from the observed head (beyond the band the turn eases out over, plus the largest
     # move) nothing changes: the background stays still.
-    from speech2lip.core.warp import c2o_grid, sample
+    from speech2lip.core.engine.warp import c2o_grid, sample
 
     u = c2o_grid(depth, head, poses[1:])
     obs_head = sample(head[None, None].expand(2, 1, *head.shape), u) > 0.5
@@ -134,7 +134,7 @@ def test_zero_offset_is_exact_and_background_stays_still(obama):
 
 
 def _track(images):
-    from speech2lip.core.faces import FaceTracker
+    from speech2lip.core.prepare.faces import FaceTracker
 
     with FaceTracker(static=True) as t:
         lm, ok = t.track(list(images))
@@ -155,7 +155,7 @@ def test_yaw_moves_nose_and_eye_corners_by_the_geometric_amount(obama):
     """
     import cv2
 
-    from speech2lip.core.faces import EYE_CORNERS, NOSE_TIP
+    from speech2lip.core.prepare.faces import EYE_CORNERS, NOSE_TIP
 
     p = obama
     idx = [100, 400]
@@ -193,8 +193,8 @@ def test_blendnet_leaves_no_black_pixels_in_the_turned_face(trained, offset):  #
     import cv2
 
     from speech2lip.core import audio as A
-    from speech2lip.core.faces import FACE_OVAL
-    from speech2lip.core.render import Renderer
+    from speech2lip.core.prepare.faces import FACE_OVAL
+    from speech2lip.core.dub.render import Renderer
 
     r = Renderer(trained["root"], device="cpu")
     p = r.project

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from speech2lip.core import audio as A
-from speech2lip.core import faces as F
+from speech2lip.core.prepare import faces as F
 from speech2lip.core.media import read_audio
 from speech2lip.core.project import Project
-from speech2lip.core.warp import c2o_grid, o2c_grid, pixel_centres, sample
+from speech2lip.core.engine.warp import c2o_grid, o2c_grid, pixel_centres, sample
 
 from conftest import prepared_project
 
@@ -117,7 +117,7 @@ def test_audio_windows_line_up_with_frame_timestamps(project, media):
 
 
 def test_faceless_frames_take_the_nearest_tracked_frame_in_linear_memory():
-    from speech2lip.core.geometry import nearest_tracked
+    from speech2lip.core.prepare.geometry import nearest_tracked
 
     has_face = np.array([0, 1, 0, 0, 0, 1, 1, 0, 0], bool)
     assert nearest_tracked(has_face).tolist() == [1, 1, 1, 1, 5, 5, 6, 6, 6]

@@ -15,9 +15,9 @@ NAMES = [P.MANIFEST, P.CHECKPOINTS, P.LATEST, P.HISTORY, P.RUN_CONFIG, P.SYNC_EX
 # docstrings and help text may mention them. run-N folders: an f-string "run-{...}".
 LITERAL = re.compile(r"""(["'])(?:[\w./-]*/)?(%s)(?:/[\w./-]*)?\1|["']run-\{""" % "|".join(map(re.escape, NAMES)))
 # Same spelling, another thing: torch's own hub folder, the video writer's scratch file, the subcommand.
-NOT_THE_PROJECT = {("core/losses.py", "torch.hub"), ("core/tracking/fan.py", "torch.hub"),
+NOT_THE_PROJECT = {("core/engine/losses.py", "torch.hub"), ("core/prepare/tracking/fan.py", "torch.hub"),
                    ("core/media.py", "self._dir.path"),
-                   ("core/cli_eval.py", 'help="score')}
+                   ("core/cli/eval_commands.py", 'help="score')}
 
 
 def offenders() -> list[str]:

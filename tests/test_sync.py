@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from engine_fixtures import trained  # noqa: F401  (fixture: a project trained by the engine)
-from speech2lip.core import sync as S
+from speech2lip.core.engine import sync_expert as S
 from speech2lip.core.errors import CheckpointError
 
 STEPS = 300          # about a minute of an unloaded 2-core CPU
@@ -138,8 +138,8 @@ def test_audio_delay_moves_the_generated_mouth_curve(trained):  # noqa: F811
     """Delaying the audio by 5 frames delays the tracked mouth-opening curve of the output
     by about 5 frames: the lips follow the audio's timing, not the background frame's."""
     from speech2lip.core import audio as A
-    from speech2lip.core.evaluate import opening, track
-    from speech2lip.core.render import Renderer
+    from speech2lip.core.evaluation.evaluate import opening, track
+    from speech2lip.core.dub.render import Renderer
 
     r = Renderer(trained["root"], device="cpu")
     p = r.project
@@ -163,9 +163,9 @@ def test_the_sync_stage_adds_eq6_and_keeps_training_blend_net(expert_run):
     """With a saved expert the last stage adds the sync loss to the blend stage's step:
     Blend-Net goes on learning (with a short budget it has not converged by then)."""
     from engine_fixtures import tiny_config
-    from speech2lip.core.checkpoint import load_model
+    from speech2lip.core.engine.checkpoint import load_model
     from speech2lip.core.jobs import Cancelled, CancelToken
-    from speech2lip.core.train import train
+    from speech2lip.core.engine.train import train
 
     p, _, _ = expert_run
     cfg = tiny_config(**{"train.stage_split": [0.3, 0.3, 0.4]})

@@ -143,7 +143,7 @@ def test_keyframes_interpolate_move_delete_and_undo(model):
     model.undo.undo()
     assert model.keyframes == {0: (0.0, 0.0, 0.0), 20: (10.0, -4.0, 2.0)}
     model.set_keyframe(20, (99.0, 0.0, 0.0))            # clamped to the pose limit
-    assert model.keyframes[20][0] == 20.0               # core.pose.YAW_LIMIT
+    assert model.keyframes[20][0] == 20.0               # core.dub.pose.YAW_LIMIT
 
 
 def test_pending_pose_previews_then_keys(model):

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from speech2lip.core import audio as A
-from speech2lip.core import faces as F
-from speech2lip.core import geometry as G
+from speech2lip.core.prepare import faces as F
+from speech2lip.core.prepare import geometry as G
 from speech2lip.core.media import read_frames
 from speech2lip.core.project import Project
-from speech2lip.core.warp import o2c_grid
+from speech2lip.core.engine.warp import o2c_grid
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +110,7 @@ def test_numpy_log_mel_equals_torch_stft(speech):
 
 def test_prepare_never_imports_torch_scipy_or_matplotlib(media, tmp_path):
     """Their imports alone are a large share of a short clip's prepare: the job must not need them."""
-    code = ("import sys; from speech2lip.core.prepare import prepare; "
+    code = ("import sys; from speech2lip.core.prepare.job import prepare; "
             f"prepare({str(media['obama_a'])!r}, {str(tmp_path / 'p')!r}); "
             "print([m in sys.modules for m in ('torch', 'scipy', 'matplotlib')])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
@@ -121,7 +121,7 @@ def test_prepare_never_imports_torch_scipy_or_matplotlib(media, tmp_path):
 def test_the_mediapipe_backend_defers_its_drawing_helpers(tmp_path):
     """The optional backend: mediapipe's drawing helpers (matplotlib) load only when asked for."""
     pytest.importorskip("mediapipe")
-    code = ("import sys; from speech2lip.core.faces import FaceTracker; FaceTracker(tracker='mediapipe'); "
+    code = ("import sys; from speech2lip.core.prepare.faces import FaceTracker; FaceTracker(tracker='mediapipe'); "
             "print('matplotlib' in sys.modules); import mediapipe as mp; "
             "print(mp.solutions.drawing_utils.DrawingSpec.__name__, "
             "type(mp.solutions.drawing_styles.get_default_face_mesh_contours_style()).__name__)")
@@ -133,7 +133,7 @@ def test_the_mediapipe_backend_defers_its_drawing_helpers(tmp_path):
 def test_a_tracker_that_fails_to_start_stops_prepare_instead_of_hanging(media, tmp_path, monkeypatch):
     import threading
 
-    from speech2lip.core.prepare import prepare
+    from speech2lip.core.prepare.job import prepare
 
     class Broken:
         def __init__(self, *a, **k):
@@ -160,7 +160,7 @@ def test_landmarks_read_from_the_wire_format_equal_the_protobuf_fields():
     pytest.importorskip("mediapipe")
     from mediapipe.framework.formats import landmark_pb2
 
-    from speech2lip.core.tracking.mediapipe_mesh import _landmarks
+    from speech2lip.core.prepare.tracking.mediapipe_mesh import _landmarks
 
     rng = np.random.default_rng(0)
     xyz = rng.normal(size=(478, 3)).astype(np.float32)

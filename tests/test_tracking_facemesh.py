@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from speech2lip.core import tracking as T
-from speech2lip.core.faces import LIPS, FaceTracker
+from speech2lip.core.prepare import tracking as T
+from speech2lip.core.prepare.faces import LIPS, FaceTracker
 from speech2lip.core.media import read_frames
 from speech2lip.core.project import Project
-from speech2lip.core.tracking import facemesh as FM
+from speech2lip.core.prepare.tracking import facemesh as FM
 
 REFERENCE = Path(__file__).parent / "data" / "mediapipe_0.10.21_landmarks.npz"
 
@@ -75,7 +75,7 @@ def test_an_unknown_tracker_is_one_line_and_exit_2_before_any_work(media, tmp_pa
 
 
 def test_a_missing_or_broken_model_file_stops_prepare_cleanly(media, tmp_path, monkeypatch):
-    from speech2lip.core.prepare import prepare
+    from speech2lip.core.prepare.job import prepare
 
     models = tmp_path / "models"
     models.mkdir()
@@ -124,7 +124,7 @@ def test_a_small_face_in_a_1080p_frame_is_found_and_tracked(media, tmp_path):
     """A 128 px face in 1080p: too small for the short-range detector, found by the full-range one."""
     import cv2
 
-    from speech2lip.core.prepare import prepare
+    from speech2lip.core.prepare.job import prepare
 
     clip = _small_face_clip(media, tmp_path, 128)
     first = cv2.resize(next(read_frames(clip)), (1280, 720), interpolation=cv2.INTER_AREA)

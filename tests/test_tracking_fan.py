@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 import torch
 
-from speech2lip.core import faces as F
-from speech2lip.core import geometry as G
-from speech2lip.core import metrics as M
-from speech2lip.core.tracking import Face, TrackerError
-from speech2lip.core.tracking import fan as FAN
+from speech2lip.core.prepare import faces as F
+from speech2lip.core.prepare import geometry as G
+from speech2lip.core.evaluation import metrics as M
+from speech2lip.core.prepare.tracking import Face, TrackerError
+from speech2lip.core.prepare.tracking import fan as FAN
 
 FAN_URL = "https://example.invalid/python-fan/2DFAN4-0123456789.pth.tar"
 SFD_URL = "https://example.invalid/python-fan/s3fd-0123456789.pth"
@@ -287,7 +287,7 @@ def test_lmd_on_fans_lips_uses_points_48_to_67_over_the_real_eye_distance():
 
 
 def test_eval_reads_every_method_inside_the_real_frames_boxes(hub, monkeypatch):
-    from speech2lip.core import evaluate as E
+    from speech2lip.core.evaluation import evaluate as E
 
     fake_library(monkeypatch)
     with_weights(hub)
@@ -413,9 +413,9 @@ def test_eval_of_a_fan_project_measures_lmd_on_fans_lips(obama_project, hub, mon
     import json
     import shutil
 
-    from speech2lip.core.checkpoint import build_model, save_checkpoint
+    from speech2lip.core.engine.checkpoint import build_model, save_checkpoint
     from speech2lip.core.config import preset
-    from speech2lip.core.evaluate import evaluate
+    from speech2lip.core.evaluation.evaluate import evaluate
     from speech2lip.core.project import Project
 
     fa = fake_library(monkeypatch)
@@ -441,7 +441,7 @@ def test_eval_of_a_fan_project_measures_lmd_on_fans_lips(obama_project, hub, mon
 # --- prepare --tracker fan --------------------------------------------------------------------
 
 def test_prepare_with_fan_refuses_missing_weights_before_making_anything(hub, monkeypatch, media, tmp_path):
-    from speech2lip.core.prepare import prepare
+    from speech2lip.core.prepare.job import prepare
 
     fake_library(monkeypatch)
     out = tmp_path / "out"
@@ -453,7 +453,7 @@ def test_prepare_with_fan_refuses_missing_weights_before_making_anything(hub, mo
 
 def test_prepare_with_fan_takes_the_lip_box_from_fans_points(hub, monkeypatch, media, tmp_path):
     """The canonical frame's FAN lips (the fake's known points) decide the mouth box, as in the paper."""
-    from speech2lip.core.prepare import prepare
+    from speech2lip.core.prepare.job import prepare
     from speech2lip.core.project import Project
 
     fake_library(monkeypatch)

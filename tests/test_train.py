@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 
 from engine_fixtures import TRAIN_STEPS, tiny_config, trained  # noqa: F401  (fixture)
-from speech2lip.core.checkpoint import load_checkpoint
+from speech2lip.core.engine.checkpoint import load_checkpoint
 from speech2lip.core.errors import CheckpointError, ProjectError, UserError
 from speech2lip.core.jobs import Cancelled, CancelToken
 from speech2lip.core.project import Project
-from speech2lip.core.train import train
+from speech2lip.core.engine.train import train
 
 
 def test_quick_training_beats_untrained_and_static_mouth_on_heldout_frames(trained):  # noqa: F811
@@ -113,7 +113,7 @@ def test_kill_9_during_training_then_resume(project_copy):
     code = (
         "import sys; sys.path.insert(0, %r)\n"
         "from engine_fixtures import tiny_config\n"
-        "from speech2lip.core.train import train\n"
+        "from speech2lip.core.engine.train import train\n"
         "train(%r, steps=100000, device='cpu', config=tiny_config(**{'train.checkpoint_every': 4}))\n"
     ) % (str(Path(__file__).parent), str(project_copy))
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -19,8 +19,8 @@ import pytest
 import torch
 
 from engine_fixtures import tiny_config
-from speech2lip.core import train as T
-from speech2lip.core.checkpoint import load_checkpoint
+from speech2lip.core.engine import train as T
+from speech2lip.core.engine.checkpoint import load_checkpoint
 from speech2lip.core.cli import main
 from speech2lip.core.errors import CheckpointError, ProjectError, UserError
 from speech2lip.core.project import Project
@@ -30,7 +30,7 @@ TESTS = Path(__file__).resolve().parent
 TINY_CLI = (
     "import sys; sys.path.insert(0, %r)\n"
     "from engine_fixtures import tiny_config\n"
-    "import speech2lip.core.train as T\n"
+    "import speech2lip.core.engine.train as T\n"
     "T.make_preset = lambda name='quick': tiny_config()\n"
     "from speech2lip.core.cli import main\n"
     "sys.exit(main(sys.argv[1:]))\n"
@@ -211,7 +211,7 @@ def _old(path: Path) -> Path:
 
 def test_stale_prepare_folders_are_removed_live_ones_kept(media, tmp_path):
     from speech2lip.core.jobs import CancelToken, Cancelled
-    from speech2lip.core.prepare import prepare
+    from speech2lip.core.prepare.job import prepare
     from speech2lip.core.tempfiles import WorkDir
 
     stale = tmp_path / ".clip.preparing-abc123"
@@ -270,7 +270,7 @@ def test_corrupt_manifest_advice_keeps_checkpoints(trained_copy):
 def test_dub_keeps_the_speech_files_rate_channels_and_a_good_bitrate(trained3, tmp_path):
     from conftest import MEDIA
     from speech2lip.core.media import ffmpeg_exe, probe
-    from speech2lip.core.render import dub
+    from speech2lip.core.dub.render import dub
 
     speech = tmp_path / "mandarin.wav"                      # 48 kHz stereo
     subprocess.run([ffmpeg_exe(), "-y", "-loglevel", "error", "-i", str(MEDIA / "speech" / "mandarin_news.wav"),
@@ -353,7 +353,8 @@ def test_quiet_works_after_the_subcommand_and_version_exists(capsys):
 
 
 def test_help_texts_give_defaults_and_ranges():
-    from speech2lip.core import cli_engine, pose
+    from speech2lip.core.cli import engine_commands as cli_engine
+    from speech2lip.core.dub import pose
     from speech2lip.core.cli import build_parser
     from speech2lip.core.config import preset
 
@@ -376,7 +377,7 @@ def test_quiet_drops_tensorflow_lite_log_lines():
     code = (
         "import sys, numpy as np\n"
         "from speech2lip.core.cli import native_logs_filtered\n"
-        "from speech2lip.core.faces import FaceTracker\n"
+        "from speech2lip.core.prepare.faces import FaceTracker\n"
         "with native_logs_filtered():\n"
         "    t = FaceTracker(tracker='mediapipe')\n"
         "    t.process(np.zeros((128, 128, 3), np.uint8))\n"

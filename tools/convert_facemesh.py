@@ -13,7 +13,7 @@ three MediaPipe custom ops (Landmarks2TransformMatrix, TransformTensorBilinear,
 TransformLandmarks) are not ONNX ops: the model is cut around them into
 facemesh_landmarks.onnx (backbone: face image -> mesh, face flag, 48x48 feature map) and
 facemesh_refine.onnx (three 16x16 feature crops -> lips, eyes, irises), and
-core/tracking/facemesh.py does the crops and transforms between the two in numpy.
+core/prepare/tracking/facemesh.py does the crops and transforms between the two in numpy.
 """
 from __future__ import annotations
 

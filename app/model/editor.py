@@ -19,7 +19,7 @@ from typing import Any, Iterable, Optional
 
 import numpy as np
 
-from speech2lip.core.plan import pingpong      # the one ping-pong: dub, eval, preview and export use it
+from speech2lip.core.dub.plan import pingpong      # the one ping-pong: dub, eval, preview and export use it
 
 from .commands import AddClip, DeleteKeyframe, EditClip, MoveKeyframe, RemoveClips, SetKeyframe
 from .events import EmitterGroup
@@ -282,7 +282,7 @@ class EditorModel:
         frames = np.asarray(list(frames), np.int64)
         if not self._keys:
             return np.zeros((len(frames), 3), np.float32)
-        from speech2lip.core.pose import PoseKey, PoseTrack
+        from speech2lip.core.dub.pose import PoseKey, PoseTrack
 
         track = PoseTrack([PoseKey(f, *p) for f, p in sorted(self._keys.items())])
         return np.asarray(track.at(frames), np.float32).reshape(len(frames), 3)
@@ -297,7 +297,7 @@ class EditorModel:
         """The keyframes as core's PoseTrack (None with no keyframes), for dub/export."""
         if not self._keys:
             return None
-        from speech2lip.core.pose import PoseKey, PoseTrack
+        from speech2lip.core.dub.pose import PoseKey, PoseTrack
 
         return PoseTrack([PoseKey(f, *p) for f, p in sorted(self._keys.items())])
 
@@ -443,8 +443,8 @@ class EditorModel:
 
 
 def _clamp_pose(pose: Iterable[float]) -> Pose:
-    """Keep each angle inside what the clip's depth supports (core.pose.LIMITS)."""
-    from speech2lip.core.pose import LIMITS
+    """Keep each angle inside what the clip's depth supports (core.dub.pose.LIMITS)."""
+    from speech2lip.core.dub.pose import LIMITS
 
     y, p, r = (round(float(np.clip(float(v), -lim, lim)), 2) for v, lim in zip(pose, LIMITS))
     return (y, p, r)

@@ -1,6 +1,6 @@
 """Which face of a clip to prepare, as the import page's thumbnails set it (Qt-free).
 
-The faces carry prepare's numbers (core/face_choice.py: from 1, left to right), so the choice
+The faces carry prepare's numbers (core/prepare/face_choice.py: from 1, left to right), so the choice
 goes to prepare as `face="2"`; with no face clicked prepare picks the one speaking.
 """
 from __future__ import annotations

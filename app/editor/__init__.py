@@ -1,0 +1,1 @@
+"""The dub editor: timeline, viewer, transport, pose panel, preview rendering and export."""

@@ -1,0 +1,1 @@
+"""The wizard's pages: start, import, prepare, train (and the evaluation report)."""

@@ -1,0 +1,1 @@
+"""Evaluation: metrics, the lip-sync probe, the eval job and its report."""
