@@ -7,7 +7,7 @@ time: prepare, train, preview, export, evaluate) and `io` (probing, decoding).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from PySide6.QtCore import QSize, Qt, QUrl
 from PySide6.QtGui import QAction, QDesktopServices, QIcon, QKeySequence
@@ -29,15 +29,24 @@ from .wizard.train_page import TrainPage
 from .widgets import ElidedLabel
 from .worker import JobQueue
 
+if TYPE_CHECKING:
+    from speech2lip.core.config import EngineConfig
+
 VIDEO_EXT = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts", ".mts"}
 STEPS = ("import", "prepare", "train", "dub")
 
 
 class AppContext:
-    """Services every page uses; not a place for state."""
+    """Services every page uses; not a place for state.
 
-    def __init__(self, settings: AppSettings) -> None:
+    configs: preset name -> EngineConfig, what training uses (core.config.preset; tests pass a tiny one).
+    """
+
+    def __init__(self, settings: AppSettings, configs: Optional[Callable[[str], "EngineConfig"]] = None) -> None:
+        from speech2lip.core.config import preset
+
         self.settings = settings
+        self.configs = configs or preset
         self.engine = JobQueue("engine")
         self.io = JobQueue("io")
 
@@ -47,9 +56,10 @@ class AppContext:
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, settings: Optional[AppSettings] = None) -> None:
+    def __init__(self, settings: Optional[AppSettings] = None,
+                 configs: Optional[Callable[[str], "EngineConfig"]] = None) -> None:
         super().__init__()
-        self.ctx = AppContext(settings or AppSettings())
+        self.ctx = AppContext(settings or AppSettings(), configs)
         self.project: Optional[Project] = None
         self.editor = None
         self._stop_training_on_close = False

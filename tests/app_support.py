@@ -53,11 +53,11 @@ def tiny_config():
     return cfg
 
 
-def use_tiny_training(monkeypatch) -> None:
-    """The GUI trains the 'quick' preset; make it tiny for tests."""
-    from speech2lip.core import config
+def tiny_configs(name: str):
+    """The app's config factory for tests: its 'quick' preset trains a tiny model."""
+    from speech2lip.core.config import preset
 
-    monkeypatch.setitem(config.PRESETS, "quick", tiny_config)
+    return tiny_config() if name == "quick" else preset(name)
 
 
 def prepared_short(tmp_path_factory) -> Path:
@@ -89,8 +89,8 @@ def copy_project(src: Path, dst: Path) -> Path:
     return dst
 
 
-def make_window(qtbot, tmp_path: Path):
-    """A main window with its own settings file and projects folder."""
+def make_window(qtbot, tmp_path: Path, configs=None):
+    """A main window with its own settings file and projects folder; configs: the app's config factory."""
     from speech2lip.app import theme
     from speech2lip.app.mainwindow import MainWindow
     from speech2lip.app.settings import AppSettings
@@ -99,7 +99,7 @@ def make_window(qtbot, tmp_path: Path):
     theme.apply(QApplication.instance())
     settings = AppSettings(tmp_path / "settings.ini")
     settings.set_projects_dir(tmp_path / "projects")
-    win = MainWindow(settings)
+    win = MainWindow(settings, configs=configs)
     if settings.state("window/geometry") is None:     # a reopened window keeps its saved size
         win.resize(1440, 900)
     qtbot.addWidget(win)

@@ -21,7 +21,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from app_support import CLIP, SPEECH, SPEECH_FLAC, short_clip, tiny_config  # noqa: E402
+from app_support import CLIP, SPEECH, SPEECH_FLAC, short_clip, tiny_configs  # noqa: E402
 
 OUT = HERE.parent / "docs" / "screenshots"
 SIZE = (1600, 1000)
@@ -72,7 +72,6 @@ def main(argv=None) -> int:
 
     from PySide6.QtWidgets import QApplication
 
-    from speech2lip.core import config
 
     OUT.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="s2l-shots-"))
@@ -87,8 +86,6 @@ def main(argv=None) -> int:
     settings.set_projects_dir(work / "projects")
     win = None
     try:
-        if args.project is None:
-            config.PRESETS["quick"] = tiny_config          # a few steps: this is about the look
         clip = short_clip(work / "media" / "address.mp4")
         trained = None
         if args.project is not None:
@@ -96,7 +93,8 @@ def main(argv=None) -> int:
             shutil.copytree(args.project, trained, ignore=shutil.ignore_patterns("eval", "eval_cross"))
             settings.add_recent(trained)
 
-        win = MainWindow(settings)
+        # A few steps when training here: this is about the look.
+        win = MainWindow(settings, configs=tiny_configs if args.project is None else None)
         win.resize(*SIZE)
         win.show()
         pause(app, 0.5)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 
-from app_support import copy_project, make_window, prepared_short, trained_short, use_tiny_training, wait_done
+from app_support import copy_project, make_window, prepared_short, trained_short, tiny_configs, wait_done
 
 
 def trainer_history(steps, first_eval=True, evals=(20,), log_every=10):
@@ -120,9 +120,8 @@ def test_second_project_chart_is_drawn_and_reset(qtbot, tmp_path, tmp_path_facto
 def test_train_more_continues_from_the_saved_step(qtbot, tmp_path, tmp_path_factory, monkeypatch):
     from speech2lip.app import studio_state
 
-    use_tiny_training(monkeypatch)
     root = copy_project(trained_short(tmp_path_factory), tmp_path / "proj")      # a finished 3-step run
-    win = make_window(qtbot, tmp_path)
+    win = make_window(qtbot, tmp_path, configs=tiny_configs)
     assert win.open_project(root)
     win.go("train")
     tp = win.train_page

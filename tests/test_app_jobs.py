@@ -9,7 +9,7 @@ from PySide6.QtCore import QTimer, Qt
 from PySide6.QtWidgets import QMessageBox
 
 from app_support import (SPEECH, copy_project, make_window, prepared_short, short_clip, trained_short,
-                         use_tiny_training, wait_done)
+                         tiny_configs, wait_done)
 
 
 def test_cancel_prepare_leaves_nothing(qtbot, tmp_path):
@@ -33,9 +33,8 @@ def test_cancel_prepare_leaves_nothing(qtbot, tmp_path):
 def test_pause_resume_and_close_mid_training(qtbot, tmp_path, tmp_path_factory, monkeypatch):
     from speech2lip.app import studio_state
 
-    use_tiny_training(monkeypatch)
     root = copy_project(prepared_short(tmp_path_factory), tmp_path / "proj")
-    win = make_window(qtbot, tmp_path)
+    win = make_window(qtbot, tmp_path, configs=tiny_configs)
     assert win.open_project(root) and win.current() == "train"
     tp = win.train_page
     assert tp.start_btn.isEnabled() and not tp.resume_btn.isEnabled() and not tp.banner.isVisible()
@@ -90,9 +89,8 @@ def _run_delay() -> float:
 
 def test_ui_event_loop_never_stalls_while_training(qtbot, tmp_path, tmp_path_factory, monkeypatch):
     """A 10 ms timer keeps firing on time (gaps < 100 ms) while the model trains on the CPU."""
-    use_tiny_training(monkeypatch)
     root = copy_project(prepared_short(tmp_path_factory), tmp_path / "proj")
-    win = make_window(qtbot, tmp_path)
+    win = make_window(qtbot, tmp_path, configs=tiny_configs)
     assert win.open_project(root)
     tp = win.train_page
     tp.steps.setValue(6)

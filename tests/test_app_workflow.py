@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, Qt
 
-from app_support import SPEECH, TINY_STEPS, drop_urls, make_window, short_clip, use_tiny_training, wait_done
+from app_support import SPEECH, TINY_STEPS, drop_urls, make_window, short_clip, tiny_configs, wait_done
 
 pytestmark = pytest.mark.slow
 
@@ -19,9 +19,8 @@ def test_clip_to_exported_mp4(qtbot, tmp_path, monkeypatch):
     from speech2lip.app.editor.timeline_items import audio_y
     from speech2lip.core.media import probe, read_audio, read_frames
 
-    use_tiny_training(monkeypatch)
     clip = short_clip(tmp_path / "media" / "talk.mp4")
-    win = make_window(qtbot, tmp_path)
+    win = make_window(qtbot, tmp_path, configs=tiny_configs)
 
     # Import: dropping the video anywhere on the window starts a project.
     drop_urls(qtbot, win, [clip])

@@ -242,8 +242,9 @@ class TrainPage(QWidget):
         self._stop_means_finish = False
         self._total, self._rate, self._first, self._firmed = steps, None, None, False
         self.banner.setVisible(False)
+        config = self._resume_config() if resume else self.ctx.configs(preset)
         job = Job("train", train, str(self.project.root), preset=preset, steps=steps, minutes=minutes,
-                  resume=resume, new_run=not resume, config=self._resume_config() if resume else None)
+                  resume=resume, new_run=not resume, config=config)
         job.progress.connect(self._progress)
         job.succeeded.connect(self._done)
         job.failed.connect(self._failed)
@@ -390,10 +391,8 @@ class TrainPage(QWidget):
 
     def _preset_changed(self, *_a) -> None:
         """A preset brings its own step budget."""
-        from speech2lip.core.config import preset as make_preset
-
         if not self.running:
-            self.steps.setValue(make_preset(self.preset.currentData()).train.steps)
+            self.steps.setValue(self.ctx.configs(self.preset.currentData()).train.steps)
         self._update_estimate()
 
     def _update_estimate(self) -> None:
