@@ -66,7 +66,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--loop", type=int, default=1)
-    ap.add_argument("--tracker", default="facemesh", help="core/tracking backend (facemesh, mediapipe)")
+    ap.add_argument("--tracker", default="facemesh", help="core/prepare/tracking backend (facemesh, mediapipe)")
     args = ap.parse_args()
     videos = args.videos or sorted(MEDIA.glob("*.mp4"))
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores; working size {args.size}², tracker {args.tracker}")

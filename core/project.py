@@ -144,7 +144,7 @@ class Manifest:
     audio: dict[str, Any]             # sample_rate, hop, n_mels, window (mel frames)
     stats: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
-    tracker: str = "facemesh"         # core/tracking backend; projects from before it was recorded used
+    tracker: str = "facemesh"         # core/prepare/tracking backend; projects from before it was recorded used
                                       # the same Face Mesh models through mediapipe
     project_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     schema_version: int = SCHEMA_VERSION

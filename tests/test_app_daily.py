@@ -85,6 +85,7 @@ app.exec()
 """
 
 
+@pytest.mark.slow
 def test_a_killed_app_reopens_with_the_last_edit(qtbot, tmp_path, tmp_path_factory):
     root = copy_project(trained_short(tmp_path_factory), tmp_path / "proj")
     script = tmp_path / "crash.py"

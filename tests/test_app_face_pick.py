@@ -10,6 +10,7 @@ from speech2lip.app.model.face_pick import AUTO, FacePick
 from speech2lip.core.project import Project
 
 
+@pytest.mark.slow
 def test_two_faces_show_as_thumbnails_and_the_clicked_one_is_prepared(qtbot, tmp_path, media):
     # The left speaker's speech: Auto would take face 1, so clicking face 2 must be what decides.
     clip = side_by_side(tmp_path / "media" / "two.mp4", media["obama_a"], media["reagan"], audio_from=0,

@@ -30,6 +30,7 @@ def test_cancel_prepare_leaves_nothing(qtbot, tmp_path):
     win.close()
 
 
+@pytest.mark.slow
 def test_pause_resume_and_close_mid_training(qtbot, tmp_path, tmp_path_factory, monkeypatch):
     from speech2lip.app import studio_state
 

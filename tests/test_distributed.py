@@ -58,6 +58,7 @@ def ranks_results(root: Path) -> list[dict]:
     return [json.loads((root / f"rank{r}.json").read_text()) for r in (0, 1)]
 
 
+@pytest.mark.slow
 def test_two_processes_train_one_model_that_resumes_on_one_and_back(project_copy, tmp_path):
     from speech2lip.core.engine.train import train
 
@@ -88,6 +89,7 @@ def test_two_processes_train_one_model_that_resumes_on_one_and_back(project_copy
     assert load_checkpoint(project.checkpoints / "latest.pt", project)["step"] == 60
 
 
+@pytest.mark.slow
 def test_a_dying_worker_stops_the_run_and_the_last_checkpoint_resumes(project_copy, tmp_path):
     from speech2lip.core.engine.train import train
 

@@ -47,6 +47,7 @@ def _all_finite(obj) -> bool:
     return obj is not None
 
 
+@pytest.mark.slow
 def test_eval_writes_a_finite_report_with_the_known_rows(model_project, tmp_path):
     seen = []
     report = evaluate(model_project, output=tmp_path / "rep", progress=seen.append)
@@ -76,6 +77,7 @@ def test_eval_writes_a_finite_report_with_the_known_rows(model_project, tmp_path
     assert {p.stage for p in seen} >= {"render", "track", "metrics", "done"}
 
 
+@pytest.mark.slow
 def test_eval_cross_identity_reports_sync_and_detail_but_nothing_that_needs_real_frames(model_project, speech,
                                                                                         tmp_path):
     wave = read_audio(speech["austen"])[: 16000 * 3]          # 3 s of another speaker

@@ -50,6 +50,7 @@ def prepared(pairs):
     return got
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("side", [0, 1], ids=["left_speaks", "right_speaks"])
 def test_the_speaking_face_is_chosen(prepared, side):
     project, printed = prepared[side]
@@ -74,6 +75,7 @@ def test_the_speaking_face_is_chosen(prepared, side):
     assert pic is not None and pic.shape[1] == 512 and pic.shape[0] > 256
 
 
+@pytest.mark.slow
 def test_a_face_number_out_of_range_is_one_line_and_keeps_the_project(pairs, prepared, tmp_path, capsys):
     clip, _ = pairs[0]
     root = tmp_path / "kept"

@@ -51,6 +51,7 @@ def _history(root):
     return [h for h in json.loads((root / "checkpoints" / "history.json").read_text())["history"] if "loss" in h]
 
 
+@pytest.mark.slow
 def test_gpu_style_lazy_losses_log_the_same_history(project_copy, tmp_path, monkeypatch):
     """On a GPU the losses are read every LOG_EVERY steps, not every step; the record is unchanged."""
     import speech2lip.core.engine.train as T

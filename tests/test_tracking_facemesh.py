@@ -120,6 +120,7 @@ def _small_face_clip(media, tmp_path, face_px: int, seconds: float = 6) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_a_small_face_in_a_1080p_frame_is_found_and_tracked(media, tmp_path):
     """A 128 px face in 1080p: too small for the short-range detector, found by the full-range one."""
     import cv2
@@ -136,6 +137,7 @@ def test_a_small_face_in_a_1080p_frame_is_found_and_tracked(media, tmp_path):
     assert 100 < width < 160                                  # the face's width in source pixels
 
 
+@pytest.mark.slow
 def test_a_face_too_small_to_find_is_reported_with_the_size_needed(media, tmp_path):
     out = subprocess.run([sys.executable, "-m", "speech2lip.core.cli", "--quiet", "prepare",
                           str(_small_face_clip(media, tmp_path, 40)), "--project", str(tmp_path / "p")],

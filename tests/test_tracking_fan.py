@@ -367,6 +367,7 @@ def test_real_library_without_weights_names_its_own_files_and_writes_nothing(hub
         FAN.FanBackend(device="cpu", detector="blazeface")
 
 
+@pytest.mark.slow
 @real_library
 def test_real_library_loads_weights_from_the_cache_through_its_own_code(hub, monkeypatch):
     """Random weights in the library's formats stand in for the downloaded ones: the real
@@ -409,6 +410,7 @@ class ContentFan(FakeFaceAlignment):
         return [pts for _ in detected_faces]
 
 
+@pytest.mark.slow
 def test_eval_of_a_fan_project_measures_lmd_on_fans_lips(obama_project, hub, monkeypatch, tmp_path):
     import json
     import shutil

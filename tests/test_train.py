@@ -63,6 +63,7 @@ def test_progress_reports_every_loss_and_preview_images(trained):  # noqa: F811
     assert 0 < np.abs(real - fake).mean() < 40            # a mouth, not a copy and not noise
 
 
+@pytest.mark.slow
 def test_cancel_then_resume_reproduces_steps_and_losses(project_copy, tmp_path):
     cfg = tiny_config(**{"train.preview_every": 1000})
     other = tmp_path / "uninterrupted"
@@ -108,6 +109,7 @@ def test_cancel_then_resume_reproduces_steps_and_losses(project_copy, tmp_path):
     assert saved.train.batch == cfg.train.batch != preset("quick").train.batch
 
 
+@pytest.mark.slow
 def test_kill_9_during_training_then_resume(project_copy):
     """A hard kill loses at most the steps since the last checkpoint."""
     code = (

@@ -109,6 +109,7 @@ def _wait_for_step(proc: subprocess.Popen, err: list[str], n: int, timeout: floa
     pytest.fail(f"training did not reach step {n}: {''.join(err)[-500:]}")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
 def test_a_stop_signal_saves_the_step_and_resume_continues(project_copy, capsys, sig):
     proc, err = _start_cli_training(project_copy)

@@ -1,4 +1,4 @@
-"""Face tracking in MediaPipe's Face Mesh layout (478 3D landmarks), on a backend of core/tracking.
+"""Face tracking in MediaPipe's Face Mesh layout (478 3D landmarks), on a backend of core/prepare/tracking.
 
 Landmarks come back in pixels of the image they were tracked on: (x*W, y*H, z*W).
 A frame with no face gives NaN landmarks and has_face False; it is never fatal here.
@@ -60,7 +60,7 @@ def face_box(lm: np.ndarray) -> np.ndarray:
 
 
 class FaceTracker:
-    """Follows one face through a sequence of RGB frames, on a tracker backend (core/tracking).
+    """Follows one face through a sequence of RGB frames, on a tracker backend (core/prepare/tracking).
 
     max_faces > 1 looks for several faces and keeps the largest at the start,
     then the one nearest the previous position.

@@ -167,32 +167,6 @@ def _check_faces(video: Path, lm_src: np.ndarray, has_face: np.ndarray, info: me
                         "use a closer shot or a higher-resolution clip.")
 
 
-def _fan_mouth_box(originals: Path, crop: list[int], size: int, canon_idx: int, poses: np.ndarray,
-                   canon: np.ndarray, video: Path) -> list[int]:
-    """The lip paste box from FAN's lips on the canonical frame's working crop."""
-    import cv2
-
-    from .framestore import JpegPack
-    from .tracking.fan import FanBackend
-
-    frame = JpegPack(originals)[canon_idx]
-    x0, y0, side, _ = crop
-    pad = np.zeros((side, side, 3), np.uint8)             # the crop may reach past the frame's edge
-    h, w = frame.shape[:2]
-    sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x0 + side, w), min(y0 + side, h)
-    pad[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = frame[sy0:sy1, sx0:sx1]
-    work = cv2.resize(pad, (size, size), interpolation=cv2.INTER_AREA)
-    with FanBackend() as fan:
-        lm68 = fan.track([work])[0]
-    track = np.full((len(poses), 68, 3), np.nan, np.float32)
-    track[canon_idx] = lm68[0]
-    try:
-        return G.mouth_box_68(G.canonical_68(track, poses, canon_idx, canon), size)
-    except ValueError:
-        raise FaceError(f"FAN found no face on {video.name}'s canonical frame ({canon_idx}); "
-                        "prepare it with --tracker facemesh.") from None
-
-
 def _fill_faceless(lm: np.ndarray, has_face: np.ndarray) -> np.ndarray:
     """Copy the nearest tracked frame's landmarks into faceless frames, for geometry only."""
     nearest = G.nearest_tracked(has_face)
@@ -361,7 +335,7 @@ def prepare(video: Path | str, project_dir: Path | str, size: int = 256, force: 
     """Turn a clip into a project folder; returns the opened Project.
 
     track_every: run the face mesh on every k-th frame and interpolate between (1: every frame).
-    tracker: a core/tracking backend name, checked (model files, packages) before any work.
+    tracker: a core/prepare/tracking backend name, checked (model files, packages) before any work.
     face: which face to prepare when the clip shows several (core/prepare/face_choice.py): "speaking" (the
     one whose mouth follows the speech), "largest", "left", "right" or a number from 1, left to right.
     """
@@ -429,7 +403,9 @@ def prepare(video: Path | str, project_dir: Path | str, size: int = 256, force: 
         depth = G.canonical_depth(canon, head_mask)
         box = G.mouth_box(canon, size)
         if tracker == "fan":        # the paper's lip box: FAN's 68 points on the canonical frame
-            box = _fan_mouth_box(ProjectFolder(work).originals, crop, size, canon_idx, poses, canon, video)
+            from .tracking.fan import fan_mouth_box
+
+            box = fan_mouth_box(ProjectFolder(work).originals, crop, size, canon_idx, poses, canon, video)
         clock.stop("pose+geometry")
 
         # The speech features are made beside the second pass, which leaves a core mostly idle.

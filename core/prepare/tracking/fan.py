@@ -301,6 +301,34 @@ def fan_track(frames: Iterable[np.ndarray], progress=None, cancel=None) -> np.nd
         return fan.track(frames, progress=progress, cancel=cancel)[0]
 
 
+
+def fan_mouth_box(originals: Path, crop: list[int], size: int, canon_idx: int, poses: np.ndarray,
+                   canon: np.ndarray, video: Path) -> list[int]:
+    """The lip paste box from FAN's lips on the canonical frame's working crop."""
+    import cv2
+
+    from .. import geometry as G
+    from ..framestore import JpegPack
+    from ...errors import FaceError
+
+    frame = JpegPack(originals)[canon_idx]
+    x0, y0, side, _ = crop
+    pad = np.zeros((side, side, 3), np.uint8)             # the crop may reach past the frame's edge
+    h, w = frame.shape[:2]
+    sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x0 + side, w), min(y0 + side, h)
+    pad[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = frame[sy0:sy1, sx0:sx1]
+    work = cv2.resize(pad, (size, size), interpolation=cv2.INTER_AREA)
+    with FanBackend() as fan:
+        lm68 = fan.track([work])[0]
+    track = np.full((len(poses), 68, 3), np.nan, np.float32)
+    track[canon_idx] = lm68[0]
+    try:
+        return G.mouth_box_68(G.canonical_68(track, poses, canon_idx, canon), size)
+    except ValueError:
+        raise FaceError(f"FAN found no face on {video.name}'s canonical frame ({canon_idx}); "
+                        "prepare it with --tracker facemesh.") from None
+
+
 if __name__ == "__main__":
     import sys
 
