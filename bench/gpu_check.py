@@ -125,7 +125,8 @@ def _fps(fn, n: int, seconds: float, dev) -> float:
 
 
 def _dub_fps(root: Path, dev, n_frames: int, batch: int = 16) -> float:
-    """Dub's frame path end to end (plan, crops, paste into the source frames), without the encoder."""
+    """Dub's frame path end to end (plan, crops, paste into the source frames: on the device where
+    the render is, Renderer.plan_frames), without the encoder."""
     from speech2lip.core.dub.plan import DubPlan
     from speech2lip.core.dub.render import Renderer
 
@@ -135,12 +136,11 @@ def _dub_fps(root: Path, dev, n_frames: int, batch: int = 16) -> float:
     r = Renderer(root, device=dev.type)
     plan = DubPlan.for_speech(r.project, speech)
     n = min(n_frames, len(plan))
-    r.composite_full(r.plan_crops(plan, range(min(batch, n))), plan.inputs(range(min(batch, n)))[1])   # warm-up
+    r.plan_frames(plan, range(min(batch, n)))                                # warm-up
     _sync(dev)
     t0 = time.perf_counter()
     for s in range(0, n, batch):
-        frames = range(s, min(n, s + batch))
-        r.composite_full(r.plan_crops(plan, frames), plan.inputs(frames)[1])
+        r.plan_frames(plan, range(s, min(n, s + batch)))
     _sync(dev)
     return n / (time.perf_counter() - t0)
 
@@ -197,6 +197,12 @@ def main() -> int:
         rows.append(("dub fps 512² (frames into the source video, no encoder)",
                      f"{_dub_fps(roots[512], dev, budget['dub_frames']):.0f}"))
         render_peak = max(render_peak, _peak(dev))
+        from speech2lip.core.media import nvenc_works
+
+        try:
+            rows.append(("ffmpeg's NVENC H.264 encoder usable here", "yes" if nvenc_works() else "no (x264)"))
+        except Exception as e:                  # no ffmpeg on a bare machine: say so, do not fail the check
+            rows.append(("ffmpeg's NVENC H.264 encoder usable here", f"not checked ({type(e).__name__})"))
         train_peak = max(quick["peak_gib"], std["peak_gib"], std512["peak_gib"])
         rows.append(("peak GPU memory train / render", f"{train_peak:.2f} / {render_peak:.2f} GiB" if gpu and
                      dev.type == "cuda" else "n/a (no CUDA)"))

@@ -13,6 +13,7 @@ import re
 import subprocess
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import lru_cache
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -188,6 +189,41 @@ def write_wav(path: Path | str, wave: np.ndarray, sr: int = 16000) -> None:
     sf.write(str(path), np.asarray(wave, np.float32), sr, subtype="PCM_16", format="WAV")
 
 
+ENCODERS = ("auto", "x264", "nvenc")
+
+
+@lru_cache(maxsize=1)
+def nvenc_works() -> bool:
+    """Whether this ffmpeg encodes H.264 on an NVIDIA GPU here: listed, and a test encode succeeds
+    (the encoder is in the imageio-ffmpeg build whether or not a driver is there)."""
+    exe = ffmpeg_exe()
+    try:
+        listed = subprocess.run([exe, "-hide_banner", "-encoders"], capture_output=True, text=True, timeout=30)
+        if "h264_nvenc" not in listed.stdout:
+            return False
+        test = subprocess.run([exe, "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i",
+                               "color=c=black:s=256x256:d=0.2", "-c:v", "h264_nvenc", "-f", "null", "-"],
+                              capture_output=True, timeout=60)
+        return test.returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+def choose_encoder(encoder: str = "auto", gpu: bool = False) -> str:
+    """The ffmpeg H.264 encoder: auto takes the GPU's (h264_nvenc) when rendering on a CUDA GPU and
+    ffmpeg can use it there, else x264; nvenc without a working one is refused in one line."""
+    if encoder not in ENCODERS:
+        raise MediaError(f"unknown encoder {encoder!r}; use one of {', '.join(ENCODERS)}.")
+    if encoder == "x264" or (encoder == "auto" and not gpu):
+        return "libx264"
+    if nvenc_works():
+        return "h264_nvenc"
+    if encoder == "nvenc":
+        raise MediaError("ffmpeg cannot encode on an NVIDIA GPU here (no GPU, driver or NVENC); "
+                         "use --encoder x264.")
+    return "libx264"
+
+
 class VideoWriter:
     """Stream RGB frames to an H.264 + AAC MP4; the file appears under `path` only on success.
 
@@ -195,13 +231,16 @@ class VideoWriter:
         for frame in frames: vw.write(frame)
 
     audio_source: a file whose first audio stream is delivered at its own rate and channels;
-    audio: a mono waveform at audio_rate instead. audio_bitrate: AAC kb/s.
+    audio: a mono waveform at audio_rate instead. audio_bitrate: AAC kb/s. codec: libx264 or
+    h264_nvenc (choose_encoder); quality 1..10 maps to the same constant quality on both.
     """
 
     def __init__(self, path: Path | str, size: tuple[int, int], fps: float,
                  audio: Optional[np.ndarray] = None, audio_rate: int = 16000, quality: float = 8.0,
-                 audio_source: Optional[Path | str] = None, audio_bitrate: int = 192) -> None:
+                 audio_source: Optional[Path | str] = None, audio_bitrate: int = 192,
+                 codec: str = "libx264") -> None:
         self.path = Path(path)
+        self.codec = codec
         self.size = (int(size[0]) // 2 * 2, int(size[1]) // 2 * 2)  # yuv420p needs even sides
         self.fps, self.audio, self.audio_rate, self.quality = fps, audio, audio_rate, quality
         self.audio_source, self.audio_bitrate = audio_source, int(audio_bitrate)
@@ -227,8 +266,13 @@ class VideoWriter:
                 audio_path = str(self._dir.path / "audio.wav")
                 write_wav(audio_path, self.audio, self.audio_rate)
             params = ["-movflags", "+faststart"] + (["-b:a", f"{self.audio_bitrate}k"] if audio_path else [])
+            quality = self.quality
+            if self.codec == "h264_nvenc":      # imageio maps quality to x264's CRF only; NVENC's -cq matches it
+                params += ["-rc", "vbr", "-cq", str(int((1 - self.quality / 10) * 51)), "-b:v", "0",
+                           "-preset", "p5"]
+                quality = None
             self._gen = imageio_ffmpeg.write_frames(
-                str(self._tmp), self.size, fps=self.fps, quality=self.quality, codec="libx264",
+                str(self._tmp), self.size, fps=self.fps, quality=quality, codec=self.codec,
                 macro_block_size=1, audio_path=audio_path, audio_codec="aac" if audio_path else None,
                 output_params=params, ffmpeg_log_level="error")
             self._gen.send(None)

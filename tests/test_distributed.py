@@ -122,18 +122,25 @@ def test_gpus_flag_launches_torchrun(monkeypatch, tmp_path):
 
 
 def test_dub_takes_several_speech_files_or_a_folder_in_one_process(monkeypatch, tmp_path, capsys):
-    """Batch dubbing: each speech file becomes NAME.mp4 in the output folder, one dub call each."""
+    """Batch dubbing: each speech file becomes NAME.mp4 in the output folder, one dub call each,
+    all with one model loaded once."""
     import speech2lip.core.dub.render as R
     from speech2lip.core.cli import main
 
-    calls = []
+    calls, loads, used = [], [], set()
 
-    def fake_dub(project, speech, output, progress=None, cancel=None, **kw):
+    class FakeRenderer:
+        def __init__(self, *a, **k):
+            loads.append(a)
+
+    def fake_dub(project, speech, output, progress=None, cancel=None, renderer=None, **kw):
         calls.append((Path(speech).name, Path(output)))
+        used.add(id(renderer))
         Path(output).write_bytes(b"mp4")
         return Path(output)
 
     monkeypatch.setattr(R, "dub", fake_dub)
+    monkeypatch.setattr(R, "Renderer", FakeRenderer)
     folder = tmp_path / "speech"
     folder.mkdir()
     for name in ("b.wav", "a.flac", "notes.txt"):
@@ -141,6 +148,7 @@ def test_dub_takes_several_speech_files_or_a_folder_in_one_process(monkeypatch, 
     out = tmp_path / "out"
     assert main(["dub", "--project", str(tmp_path), str(folder), "-o", str(out), "--quiet"]) == 0
     assert calls == [("a.flac", out / "a.mp4"), ("b.wav", out / "b.mp4")]   # audio only, in name order
+    assert len(loads) == 1 and len(used) == 1 and id(None) not in used   # the model is loaded once
 
     calls.clear()
     assert main(["dub", "--project", str(tmp_path), str(folder / "b.wav"), str(folder / "a.flac"),

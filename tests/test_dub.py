@@ -99,6 +99,55 @@ def test_faceless_frames_pass_through_unchanged(trained, tmp_path):  # noqa: F81
     assert np.array_equal(full[0], r.original(10))
 
 
+def test_device_compositing_matches_the_cpu_recipe(renderer):
+    """The torch compositing a GPU dub uses (run here on the CPU) against OpenCV's, on real renders,
+    with a head turn so that pixels far from the mouth change too."""
+    import torch
+
+    from speech2lip.core.dub.composite import composite_cpu, composite_device
+
+    r = renderer
+    idx = np.array([3, 40, 41, 90])
+    crops = r.render_crops(clip_windows(r.project, idx), idx, pose_offsets=[[8.0, 0, 0]] * 4)
+    refs = [r.project.frames[i] for i in idx]
+    originals = [r.original(i) for i in idx]
+    box = r.project.manifest.crop
+    want = composite_cpu(crops, refs, originals, box)
+    t = lambda xs: torch.from_numpy(np.stack(xs)).permute(0, 3, 1, 2)
+    got = composite_device(t(list(crops)), t(refs), t(originals), box).permute(0, 2, 3, 1).numpy()
+    for g, w, o in zip(got, want, originals):
+        d = np.abs(g.astype(int) - w.astype(int))
+        assert d.max() <= 1 and d.mean() < 0.01, (d.max(), d.mean())
+        assert (w != o).any()                                  # the frame did change
+
+
+def test_plan_frames_are_what_dub_writes(renderer):
+    from speech2lip.core.dub.plan import DubPlan
+
+    r = renderer
+    wave = np.random.default_rng(0).standard_normal(A.SAMPLE_RATE * 2).astype(np.float32) * 0.1
+    plan = DubPlan.for_speech(r.project, wave)
+    frames = [0, 1, 2]
+    expect = r.composite_full(r.plan_crops(plan, frames), plan.inputs(np.array(frames))[1])
+    assert all(np.array_equal(a, b) for a, b in zip(r.plan_frames(plan, frames), expect))
+
+
+def test_the_encoder_is_the_gpus_only_where_it_works(monkeypatch):
+    from speech2lip.core.errors import MediaError
+
+    assert isinstance(media.nvenc_works(), bool)             # a real probe of this ffmpeg: never raises
+    monkeypatch.setattr(media, "nvenc_works", lambda: True)
+    assert media.choose_encoder("auto", gpu=True) == "h264_nvenc"
+    assert media.choose_encoder("auto", gpu=False) == "libx264"      # a CPU render keeps x264
+    assert media.choose_encoder("x264", gpu=True) == "libx264"
+    monkeypatch.setattr(media, "nvenc_works", lambda: False)
+    assert media.choose_encoder("auto", gpu=True) == "libx264"       # no driver: x264, silently
+    with pytest.raises(MediaError, match="use --encoder x264"):
+        media.choose_encoder("nvenc")
+    with pytest.raises(MediaError, match="unknown encoder"):
+        media.choose_encoder("hevc")
+
+
 def _write_wav(path, wave):
     media.write_wav(path, wave.astype(np.float32), A.SAMPLE_RATE)
     return path

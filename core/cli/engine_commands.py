@@ -130,7 +130,7 @@ def _pose_track(args):
 
 def cmd_dub(args) -> int:
     from . import run_job
-    from ..dub.render import dub
+    from ..dub.render import Renderer, dub
 
     t = time.perf_counter()
     notes: list[str] = []
@@ -139,11 +139,14 @@ def cmd_dub(args) -> int:
         raise UserError(f"--batch must be 1 or more (got {args.batch}).")
     jobs, failed = _dub_jobs(args.audio, Path(args.output)), []
     pose = _pose_track(args)
-    for speech, output in jobs:         # one process: torch, the engine and the GPU start once for all
+    # One process and one loaded model for all the speech files: torch, the engine and the GPU start once.
+    renderer = Renderer(Path(args.project), args.checkpoint, args.device) if len(jobs) > 1 else None
+    for speech, output in jobs:
         try:
             out = run_job(_dub_logging(dub, notes), Path(args.project), speech, output,
                           checkpoint=args.checkpoint, start_frame=args.start_frame, pose_track=pose,
-                          batch=args.batch, device=args.device, audio_bitrate=args.audio_bitrate, quiet=args.quiet)
+                          batch=args.batch, device=args.device, audio_bitrate=args.audio_bitrate,
+                          encoder=args.encoder, renderer=renderer, quiet=args.quiet)
         except UserError as e:
             if len(jobs) == 1:
                 raise
@@ -261,6 +264,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pose-track", metavar="FILE.json", help="pose keyframes instead of a constant offset")
     p.add_argument("--batch", type=int, default=8,
                    help="frames rendered at once (default 8); lower it if the GPU runs out of memory")
+    p.add_argument("--encoder", choices=("auto", "x264", "nvenc"), default="auto",
+                   help="H.264 encoder: auto uses the GPU's (NVENC) when rendering on an NVIDIA GPU that "
+                        "ffmpeg can use, else x264 (default auto)")
     p.add_argument("--audio-bitrate", type=int, default=192, metavar="KBPS",
                    help="AAC bitrate of the sound in kb/s, 32 to 512 (default 192); the sound keeps the "
                         "speech file's sample rate and channels")

@@ -21,6 +21,7 @@ from ..engine.checkpoint import load_model
 from ..errors import MediaError, UserError
 from ..jobs import CancelToken, Progress, ProgressFn, ensure_token, no_progress
 from ..engine.model import pixel_coords
+from .composite import composite_cpu, composite_device
 from .plan import DubPlan, rest_window
 from ..project import Project
 from ..device import pick_device
@@ -210,44 +211,34 @@ class Renderer:
         return self._originals[int(i)]
 
     def composite_full(self, crops: np.ndarray, bg_idx: Sequence[int]) -> list[np.ndarray]:
-        """Put working crops back into the original frames; only pixels that changed are touched."""
-        import cv2
-
+        """Put working crops (K, S, S, 3) uint8 back into the original frames (core.dub.composite)."""
         bg = self._bg(bg_idx)
-        x0, y0, side, _ = (int(v) for v in self.project.manifest.crop)
-        s = self.size
-        out = []
-        for crop, i in zip(crops, bg):
-            full = self.original(i)
-            h, w = full.shape[:2]
-            diff = np.abs(crop.astype(np.int16) - self.project.frames[i].astype(np.int16)).max(-1) > 1
-            if not diff.any():
-                out.append(full)
-                continue
-            alpha = cv2.GaussianBlur(cv2.dilate(diff.astype(np.float32), np.ones((5, 5), np.uint8)), (7, 7), 0)
-            ys, xs = np.nonzero(alpha > 1e-3)
-            # Work on the changed box only: resize it from working to source pixels.
-            by0, by1, bx0, bx1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-            k = side / s
-            sy0, sy1 = int(np.floor(y0 + by0 * k)), int(np.ceil(y0 + by1 * k))
-            sx0, sx1 = int(np.floor(x0 + bx0 * k)), int(np.ceil(x0 + bx1 * k))
-            cy0, cy1, cx0, cx1 = max(0, sy0), min(h, sy1), max(0, sx0), min(w, sx1)
-            if cy1 <= cy0 or cx1 <= cx0:
-                out.append(full)
-                continue
-            # Map source pixel centres of the box back into the crop and sample there.
-            gx = ((np.arange(cx0, cx1) + 0.5 - x0) / k - 0.5).astype(np.float32)
-            gy = ((np.arange(cy0, cy1) + 0.5 - y0) / k - 0.5).astype(np.float32)
-            mx, my = np.meshgrid(gx, gy)
-            # Bicubic: the working crop is enlarged here, and bilinear would soften the generated mouth.
-            rgb = cv2.remap(crop, mx, my, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
-            a = cv2.remap(alpha, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)[..., None]
-            patch = full[cy0:cy1, cx0:cx1].astype(np.float32)
-            full = full.copy()
-            full[cy0:cy1, cx0:cx1] = np.clip(patch + (rgb - patch) * a + 0.5, 0, 255).astype(np.uint8)
-            out.append(full)
-        return out
+        originals = [self.original(i) for i in bg]
+        if self.device.type == "cpu":
+            return composite_cpu(crops, [self.project.frames[i] for i in bg], originals, self.project.manifest.crop)
+        t = torch.as_tensor(np.ascontiguousarray(crops), device=self.device).permute(0, 3, 1, 2)
+        return self._composite_on_device(t, bg, originals)
 
+    def plan_frames(self, plan: DubPlan, frames: Sequence[int], pose=None) -> list[np.ndarray]:
+        """Full-resolution RGB frames of output frames `frames` of `plan`, as dub writes them. On a
+        GPU the crops never leave it: the paste, the hole filling and the compositing run there."""
+        windows, bg, offsets = plan.inputs(np.asarray(frames, np.int64), pose)
+        if self.device.type == "cpu":
+            return self.composite_full(self.render_crops(windows, bg, offsets), bg)
+        bg = self._bg(bg)
+        with torch.no_grad():
+            crops = self._paste(self._mouths(windows, bg), bg, offsets)
+        crops = (crops.clamp(0, 1) * 255).round().to(torch.uint8)
+        return self._composite_on_device(crops, bg, [self.original(i) for i in bg])
+
+    def _composite_on_device(self, crops: torch.Tensor, bg: np.ndarray, originals: list[np.ndarray]) -> list[np.ndarray]:
+        dev = self.device
+        refs = torch.as_tensor(np.stack([self.project.frames[i] for i in bg]), device=dev).permute(0, 3, 1, 2)
+        full = torch.from_numpy(np.stack(originals)).pin_memory() if dev.type == "cuda" else \
+            torch.from_numpy(np.stack(originals))
+        full = full.to(dev, non_blocking=True).permute(0, 3, 1, 2)
+        out = composite_device(crops, refs, full, self.project.manifest.crop)
+        return list(out.permute(0, 2, 3, 1).cpu().numpy())
 
 TURN_CHUNK = 8       # crops turned at a time on a CPU
 HOLE_TILE = 32       # px; Blend-Net fills holes tile by tile
@@ -272,7 +263,8 @@ def dub(project_dir: Path | str, audio: Path | str | np.ndarray, output: Path | 
         checkpoint: Optional[Path | str] = None, start_frame: int = 0, pose_track=None, batch: int = 8,
         device: str = "auto", progress: ProgressFn = no_progress, cancel: Optional[CancelToken] = None,
         audio_bitrate: int = 192, sample_rate: int = A.SAMPLE_RATE, span: Optional[tuple[int, int]] = None,
-        height: Optional[int] = None, quality: float = DUB_QUALITY) -> Path:
+        height: Optional[int] = None, quality: float = DUB_QUALITY, encoder: str = "auto",
+        renderer: Optional["Renderer"] = None) -> Path:
     """Re-render the project's clip so the lips follow `audio`; returns the written MP4.
 
     audio: a speech file, whose own sound (rate, channels) is delivered; or an array, (N,) or
@@ -282,7 +274,9 @@ def dub(project_dir: Path | str, audio: Path | str | np.ndarray, output: Path | 
     core.dub.pose.PoseTrack, or a path to its JSON file. span: output frames [a, b) of the plan to
     write (default all; the sound is cut to them), as the editor's export of in..out.
     height: output height in pixels (default the source's); quality: the video's 1..10 quality.
-    Everything is encoded once.
+    encoder: auto (the GPU's H.264 encoder when rendering on a CUDA GPU and ffmpeg can use it,
+    else x264), x264 or nvenc. renderer: an already loaded Renderer of this project, so several
+    dubs in one process load the model once. Everything is encoded once.
     """
     cancel = ensure_token(cancel)
     output = media.check_output(output)
@@ -302,7 +296,11 @@ def dub(project_dir: Path | str, audio: Path | str | np.ndarray, output: Path | 
             raise UserError(f"{output} is {name}; writing there would destroy it. Choose another output name.")
     if not 0 <= int(start_frame) < project.n_frames:
         raise UserError(f"--start-frame {start_frame} is outside the clip; use 0..{project.n_frames - 1}.")
-    r = Renderer(project, checkpoint, device)        # a missing or foreign model fails before any work
+    if renderer is not None and renderer.project.root.resolve() != project.root.resolve():
+        raise ValueError("the renderer belongs to another project")
+    # A missing or foreign model, or an encoder that cannot run, fails before any work.
+    r = renderer or Renderer(project, checkpoint, device)
+    codec = media.choose_encoder(encoder, gpu=r.device.type == "cuda")
     if is_file:
         progress(Progress("dub", 0, 0, f"reading {Path(audio).name}"))
         wave = media.read_audio(audio)
@@ -329,12 +327,11 @@ def dub(project_dir: Path | str, audio: Path | str | np.ndarray, output: Path | 
     sound = {"audio_source": audio} if is_file else \
         {"audio": _cut(audio, sample_rate, a, b, plan.fps), "audio_rate": int(sample_rate)}
     with media.VideoWriter(output, size, plan.fps, quality=float(quality), audio_bitrate=audio_bitrate,
-                           **sound) as vw:
+                           codec=codec, **sound) as vw:
         for s in range(a, b, batch):
             cancel.raise_if_cancelled()
             frames = np.arange(s, min(b, s + batch))
-            crops = r.plan_crops(plan, frames)
-            for frame in r.composite_full(crops, plan.background[frames]):
+            for frame in r.plan_frames(plan, frames):
                 vw.write(_resized(frame, size))
             done = int(frames[-1]) + 1 - a
             progress(Progress("dub", done, n_out, f"rendered {done}/{n_out} frames"))
