@@ -18,7 +18,6 @@ import json
 import math
 from functools import lru_cache
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -185,7 +184,7 @@ class FaceMeshBackend:
         self._matrix_scale = np.array(m["matrix_scale"], np.float64).reshape(4, 4)[[0, 1, 3]][:, [0, 1, 3]]
 
     def close(self) -> None:
-        self._det = self._mesh = self._refine = None
+        self._det = self._far = self._mesh = self._refine = None
 
     # The detector ------------------------------------------------------------------------
     def detect(self, rgb: np.ndarray) -> list[tuple[float, np.ndarray, np.ndarray]]:
@@ -238,16 +237,17 @@ class FaceMeshBackend:
         out = np.zeros((478, 3), np.float64)
         out[:468] = lm
 
-        def place(head: str, m: np.ndarray, idx) -> np.ndarray:
+        def place(head: str, m: np.ndarray) -> np.ndarray:
+            """A head's points (K, 2) from its 16x16 patch back to crop pixels of 192."""
             xy = heads[head].reshape(-1, 2).astype(np.float64)
             mm = m * self._matrix_scale
             return xy @ mm[:2, :2].T + mm[:2, 2]
 
-        out[self._lips, :2] = place("conv_lips", mats[0], self._lips)
-        out[self._left_eye, :2] = place("conv_left_eye", mats[1], self._left_eye)
-        out[self._right_eye, :2] = place("conv_right_eye", mats[2], self._right_eye)
-        out[468:473, :2] = place("conv_left_iris", mats[1], None)
-        out[473:478, :2] = place("conv_right_iris", mats[2], None)
+        out[self._lips, :2] = place("conv_lips", mats[0])
+        out[self._left_eye, :2] = place("conv_left_eye", mats[1])
+        out[self._right_eye, :2] = place("conv_right_eye", mats[2])
+        out[468:473, :2] = place("conv_left_iris", mats[1])
+        out[473:478, :2] = place("conv_right_iris", mats[2])
         out[468:473, 2] = lm[self._left_eye[:16], 2].mean()
         out[473:478, 2] = lm[self._right_eye[:16], 2].mean()
         return _to_image(out, region, MESH_SIZE), score
