@@ -311,12 +311,12 @@ class MainWindow(QMainWindow):
             self.timeline_menu.clear()
             self._update_saved()
 
-    def _prepare(self, video: str, folder: str, size: int, face: str = AUTO) -> None:
+    def _prepare(self, video: str, folder: str, size: int, face: str = AUTO, tracker: str = "facemesh") -> None:
         if self.editor is not None:
             self._drop_editor()
         self.project = None
         self.go("prepare")
-        self.prepare_page.start(video, folder, size, face)
+        self.prepare_page.start(video, folder, size, face, tracker)
 
     def _trained(self, checkpoint: str) -> None:
         if self.editor is not None:

@@ -33,6 +33,7 @@ def test_two_faces_show_as_thumbnails_and_the_clicked_one_is_prepared(qtbot, tmp
     with qtbot.waitSignal(pp.prepared, timeout=240_000):
         qtbot.mouseClick(ip.prepare_btn, Qt.LeftButton)
         assert pp.job is not None and pp.job.kwargs["face"] == "2"                  # the job got the choice
+        assert pp.job.kwargs["tracker"] == "facemesh"                               # the built-in tracker
     choice = Project(ip.folder.text()).manifest.stats["face_choice"]
     assert (choice["chosen"], choice["by"], choice["asked"]) == (2, "asked", "2")
     assert pp.faces_view.isVisible() and pp.faces_view.image is not None
@@ -60,3 +61,20 @@ def test_face_pick_model():
         pick.pick(3)
     pick.set_faces([Thumb(1, "left")])
     assert pick.face == AUTO and not pick.offered
+
+
+def test_the_tracker_list_greys_out_what_cannot_run_here(qtbot, tmp_path, monkeypatch):
+    """The import page offers every tracker; those missing a package or weights are greyed out,
+    with what they need in the tooltip."""
+    from PySide6.QtCore import Qt
+
+    from speech2lip.core.prepare import tracking as T
+
+    monkeypatch.setattr(T, "availability", lambda: {"facemesh": None, "mediapipe": "needs mediapipe",
+                                                   "fan": "weights missing"})
+    win = make_window(qtbot, tmp_path)
+    combo = win.import_page.tracker
+    assert [combo.itemData(i) for i in range(combo.count())] == ["facemesh", "mediapipe", "fan"]
+    enabled = [combo.model().item(i).isEnabled() for i in range(combo.count())]
+    assert enabled == [True, False, False] and combo.currentData() == "facemesh"
+    assert combo.itemData(2, Qt.ToolTipRole) == "weights missing"

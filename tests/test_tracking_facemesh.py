@@ -146,3 +146,11 @@ def test_a_face_too_small_to_find_is_reported_with_the_size_needed(media, tmp_pa
     err = [line for line in out.stderr.splitlines() if line.strip()]
     assert len(err) == 1 and "no face found" in err[0] and "under about 96 px wide" in err[0], out.stderr
     assert "crop the video closer" in err[0] and not (tmp_path / "p").exists()
+
+
+def test_availability_says_what_each_tracker_needs(monkeypatch):
+    monkeypatch.setitem(sys.modules, "face_alignment", None)        # as if not installed
+    got = T.availability()
+    assert got["facemesh"] is None and set(got) == set(T.NAMES)
+    assert "speech2lip-studio[fan]" in got["fan"]
+    assert got["mediapipe"] is None or "speech2lip-studio[mediapipe]" in got["mediapipe"]

@@ -32,7 +32,7 @@ CHOSEN, OTHER = QColor("#4fc37a"), QColor("#f0b429")
 
 
 class ImportPage(QWidget):
-    prepare_requested = Signal(str, str, int, str)    # video, project folder, working size, prepare's face
+    prepare_requested = Signal(str, str, int, str, str)   # video, project folder, working size, face, tracker
     inspected = Signal(object)                        # ClipReport
 
     def __init__(self, ctx, parent=None) -> None:
@@ -91,11 +91,26 @@ class ImportPage(QWidget):
         browse.setIcon(theme.icon("folder"))
         browse.setToolTip("Choose where the project is stored")
         browse.clicked.connect(self._browse)
-        dest_lay.addLayout(hbox(label("Folder", "caption"), self.folder, browse))
+        captions = [label(t, "caption") for t in ("Folder", "Working size", "Face tracker")]
+        width = max(c.sizeHint().width() for c in captions)
+        for c in captions:                       # one column of captions: the fields line up
+            c.setMinimumWidth(width)
+        dest_lay.addLayout(hbox(captions[0], self.folder, browse))
         self.size = QComboBox()
         self.size.addItem("256 × 256 — fast, works on any computer", 256)
         self.size.addItem("512 × 512 — sharper, wants a GPU", 512)
-        dest_lay.addLayout(hbox(label("Working size", "caption"), self.size, None))
+        dest_lay.addLayout(hbox(captions[1], self.size, None))
+        self.tracker = QComboBox()
+        self.tracker.setObjectName("trackerCombo")
+        from speech2lip.core.prepare.tracking import LABELS, availability
+
+        for i, (name, why) in enumerate(availability().items()):
+            self.tracker.addItem(LABELS[name], name)
+            if why is not None:                  # shown, greyed out, with what it needs
+                self.tracker.model().item(i).setEnabled(False)
+                self.tracker.setItemData(i, why, Qt.ToolTipRole)
+        self.tracker.setToolTip("Which face tracker finds the lips; the built-in one needs nothing extra.")
+        dest_lay.addLayout(hbox(captions[2], self.tracker, None))
 
         self.prepare_btn = QPushButton("Prepare  ▸")
         self.prepare_btn.setObjectName("prepareButton")
@@ -228,4 +243,4 @@ class ImportPage(QWidget):
         if self.report is None:
             return
         self.prepare_requested.emit(str(self.report.path), self.folder.text().strip(), int(self.size.currentData()),
-                                    self.pick.face)
+                                    self.pick.face, str(self.tracker.currentData()))

@@ -94,8 +94,10 @@ class PreparePage(QWidget):
         self._set_idle()
 
     # --- running ------------------------------------------------------------------------------
-    def start(self, video: str, project_dir: str, size: int = 256, face: str = AUTO) -> Job:
-        """face: prepare's choice among several faces (a number from the import page, or Auto)."""
+    def start(self, video: str, project_dir: str, size: int = 256, face: str = AUTO,
+              tracker: str = "facemesh") -> Job:
+        """face: prepare's choice among several faces (a number from the import page, or Auto);
+        tracker: a core.prepare.tracking backend name."""
         from speech2lip.core.prepare.job import prepare
 
         self.project = None
@@ -106,7 +108,7 @@ class PreparePage(QWidget):
         self.faces_view.setVisible(False)
         self.heading.setText(f"Preparing {Path(video).name}")
         self.summary.setText(f"Into {project_dir}")
-        job = Job("prepare", prepare, video, project_dir, size=size, face=face)
+        job = Job("prepare", prepare, video, project_dir, size=size, face=face, tracker=tracker)
         job.progress.connect(self._progress)
         job.succeeded.connect(self._done)
         job.failed.connect(self._failed)

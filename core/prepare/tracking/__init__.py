@@ -50,6 +50,28 @@ def check_name(name: str) -> str:
     return name
 
 
+LABELS = {"facemesh": "Face Mesh (built in)", "mediapipe": "Face Mesh through mediapipe",
+          "fan": "FAN lip points (face-alignment, as in the paper)"}
+
+
+def availability() -> dict[str, str | None]:
+    """Each tracker name -> None when it can run here, else one line saying why not (cheap: nothing
+    is loaded; the app greys those out)."""
+    import importlib.util
+
+    out: dict[str, str | None] = {"facemesh": None}
+    out["mediapipe"] = None if importlib.util.find_spec("mediapipe") else \
+        'needs the mediapipe package: pip install "speech2lip-studio[mediapipe]" (Python <= 3.12)'
+    try:
+        from .fan import check_ready
+
+        check_ready()
+        out["fan"] = None
+    except TrackerError as e:
+        out["fan"] = str(e)
+    return out
+
+
 def dense_backend(name: str) -> str:
     """The 478-point backend behind a tracker name: fan's 68 points cannot fit a head pose, so a
     fan project's geometry comes from facemesh and FAN adds its lip points (core/prepare/tracking/fan.py)."""
