@@ -115,22 +115,12 @@ class FaceTracker:
             if got is not None:
                 lm[i], seen[i] = got, True
 
-        cut = _Cuts(frames)
-        keys = _keyframes(n, every)
-        if keys:
-            run(keys[0])
-        # In time order, so the mesh starts each frame from a neighbour's result.
-        for a, b in zip(keys, keys[1:]):
-            run(b)
-            if b - a < 2:
-                continue
-            if seen[a] and seen[b] and _still(lm[a], lm[b]) and not cut(a, b):
-                w = (np.arange(a + 1, b, dtype=np.float32) - a) / (b - a)
-                lm[a + 1:b] = lm[a] + w[:, None, None] * (lm[b] - lm[a])
-                seen[a + 1:b] = True
-            else:
-                for i in range(a + 1, b):
-                    run(i)
+        def fill(a: int, b: int) -> None:
+            w = (np.arange(a + 1, b, dtype=np.float32) - a) / (b - a)
+            lm[a + 1:b] = lm[a] + w[:, None, None] * (lm[b] - lm[a])
+            seen[a + 1:b] = True
+
+        _walk_keyframes(frames, every, run, lambda a, b: seen[a] and seen[b] and _still(lm[a], lm[b]), fill)
         return lm, seen, tracked
 
     def track(self, frames: Iterable[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -205,22 +195,17 @@ class FaceTracks:
             got[i] = self.process(frames[i])
             tracked[i] = True
 
-        cut = _Cuts(frames)
-        keys = _keyframes(n, every)
-        if keys:
-            run(keys[0])
-        for a, b in zip(keys, keys[1:]):
-            run(b)
-            if b - a < 2:
-                continue
+        def still(a: int, b: int) -> bool:
             fa, fb = got[a], got[b]
-            if fa and fa.keys() == fb.keys() and all(_still(fa[t], fb[t]) for t in fa) and not cut(a, b):
-                for i in range(a + 1, b):
-                    w = (i - a) / (b - a)
-                    got[i] = {t: fa[t] + w * (fb[t] - fa[t]) for t in fa}
-            else:
-                for i in range(a + 1, b):
-                    run(i)
+            return bool(fa) and fa.keys() == fb.keys() and all(_still(fa[t], fb[t]) for t in fa)
+
+        def fill(a: int, b: int) -> None:
+            fa, fb = got[a], got[b]
+            for i in range(a + 1, b):
+                w = (i - a) / (b - a)
+                got[i] = {t: fa[t] + w * (fb[t] - fa[t]) for t in fa}
+
+        _walk_keyframes(frames, every, run, still, fill)
         lm = np.full((self.n_tracks, n, N_LANDMARKS, 3), np.nan, np.float32)
         seen = np.zeros((self.n_tracks, n), bool)
         for i, per in got.items():
@@ -253,6 +238,25 @@ SAME = 0.5      # two faces found closer than this in one frame are one face fou
 def _keyframes(n: int, every: int) -> list[int]:
     """Frames 0, every, 2*every, ... and the last."""
     return sorted(set(range(0, n, max(1, every))) | {n - 1}) if n else []
+
+
+def _walk_keyframes(frames: list[np.ndarray], every: int, run, still, fill) -> None:
+    """Track the keyframes in time order (the mesh starts each frame from a neighbour's result);
+    between two, fill(a, b) interpolates when still(a, b) and no cut lies between, else run(i) tracks
+    each frame. still is asked first: the cut test needs thumbnails."""
+    cut = _Cuts(frames)
+    keys = _keyframes(len(frames), every)
+    if keys:
+        run(keys[0])
+    for a, b in zip(keys, keys[1:]):
+        run(b)
+        if b - a < 2:
+            continue
+        if still(a, b) and not cut(a, b):
+            fill(a, b)
+        else:
+            for i in range(a + 1, b):
+                run(i)
 
 
 class _Cuts:
