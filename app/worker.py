@@ -11,6 +11,7 @@ work (probing, decoding audio) that must not wait behind training.
 from __future__ import annotations
 
 import atexit
+import gc
 import heapq
 import itertools
 import os
@@ -21,7 +22,7 @@ import traceback
 import weakref
 from typing import Any, Callable, Optional
 
-from PySide6.QtCore import QObject, QThread, Signal
+from PySide6.QtCore import QCoreApplication, QObject, QThread, QTimer, Signal
 
 from speech2lip.core.jobs import CancelToken, Cancelled, Progress
 
@@ -118,6 +119,7 @@ class JobQueue(QObject):
 
     def __init__(self, name: str = "engine", parent: Optional[QObject] = None) -> None:
         super().__init__(parent)
+        collect_garbage_in_gui_thread()     # before any worker thread exists
         self.name = name
         self._heap: list[tuple[int, int, Job]] = []
         self._seq = itertools.count()
@@ -207,6 +209,33 @@ class JobQueue(QObject):
             idle = not self._heap
         if idle:
             self.busy_changed.emit(False)
+
+
+def collect_garbage_in_gui_thread() -> None:
+    """Run Python's cycle collector only in the GUI thread, from a timer.
+
+    Left automatic, a collection can start in whichever thread allocates, e.g. a worker loading a
+    checkpoint, and free a cycle that holds Qt widgets there: Qt then crashes the process. This is
+    pyqtgraph's `GarbageCollector` recipe, written out so the app need not import pyqtgraph at start.
+    """
+    app = QCoreApplication.instance()
+    if app is None or getattr(app, "_s2l_gc_timer", None) is not None:
+        return
+    thresholds = gc.get_threshold()
+
+    def check() -> None:
+        counts = gc.get_count()
+        for generation in (2, 1, 0):    # the oldest generation due, as gc itself would pick
+            if counts[generation] > thresholds[generation]:
+                gc.collect(generation)
+                return
+
+    timer = QTimer(app)
+    timer.setInterval(500)
+    timer.timeout.connect(check)
+    timer.start()
+    app._s2l_gc_timer = timer
+    gc.disable()
 
 
 def _stop_at_exit(ref) -> None:

@@ -27,6 +27,17 @@ def _isolated_user_data(tmp_path_factory):
     yield d
 
 
+@pytest.fixture(autouse=True)
+def _collect_cycles_between_tests():
+    """Once a JobQueue exists, the cycle collector runs only from the app's GUI timer
+    (app/worker.py); tests that never spin the event loop get a collection after each test."""
+    yield
+    import gc
+
+    if not gc.isenabled():
+        gc.collect()
+
+
 def _need(path: Path) -> Path:
     if not path.exists():
         pytest.fail(f"real media missing: {path} (tests read ../shared/media beside the repository)")

@@ -1,6 +1,7 @@
 """The worker adapter: core-style jobs become Qt signals, one at a time, in priority order."""
 from __future__ import annotations
 
+import gc
 import threading
 import time
 
@@ -105,3 +106,30 @@ def test_progress_is_throttled(qtbot, queue):
         queue.submit(job)
     qtbot.wait(20)
     assert seen[-1] == n and len(seen) < n / 10
+
+
+class _Cycle:
+    """A reference cycle whose finaliser notes the thread the cycle collector ran in."""
+
+    def __init__(self, seen):
+        self.me, self.seen = self, seen
+
+    def __del__(self):
+        self.seen.append(threading.get_ident())
+
+
+def test_cycles_made_in_a_worker_are_collected_in_the_gui_thread(qtbot, queue):
+    # Qt crashes when a cycle that holds widgets is freed in a worker thread (CI saw it: a
+    # collection started while a worker loaded a checkpoint). So the collector runs from a GUI timer.
+    gui, seen = threading.get_ident(), []
+
+    def make_garbage(progress=None, cancel=None):
+        for _ in range(5000):       # several times gc's automatic threshold
+            _Cycle(seen)
+        return True
+
+    with qtbot.waitSignal(queue.submit(Job("garbage", make_garbage)).succeeded, timeout=10000):
+        pass
+    qtbot.waitUntil(lambda: len(seen) >= 4000, timeout=5000)   # the timer's work; the rest is below gc's threshold
+    gc.collect()
+    assert len(seen) == 5000 and set(seen) == {gui}
