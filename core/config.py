@@ -99,6 +99,10 @@ class TrainConfig:
     checkpoint_every: int = 200
     preview_every: int = 100
     eval_every: int = 250             # held-out mouth PSNR into the loss history
+    balance_opening: float = 0.0      # draw wide-open mouths more often: weight = opening-bin share ** -this;
+                                      # 0.5 and 1 helped two clips and cost obama_address_c its teeth (README)
+    ema: float = 0.0                  # decay of the weight average that renders (core.engine.ema); 0: the last
+                                      # step's weights, as checkpoints from before it were made
     amp: bool = True                  # mixed precision on CUDA: bf16 where the GPU has it, else fp16 + scaler
     compile: bool = False             # torch.compile the lip field on CUDA (unmeasured there yet: off)
     seed: int = 0
@@ -134,6 +138,9 @@ class EngineConfig:
                                                                           "preview_every", "eval_every", "compile")}
         if not self.detail.enabled:     # as checkpoints made before the detail stage hashed it
             d.pop("detail")
+        for name in ("ema", "balance_opening"):     # settings added later: off, they hash as before
+            if not d["train"][name]:
+                d["train"].pop(name)
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -141,7 +148,7 @@ def quick() -> EngineConfig:
     # A CPU budget of minutes cannot also train a useful sync expert (it needs a few minutes of
     # its own), so quick uses one only when the project already has it.
     return EngineConfig("quick", LipFieldConfig(), GamemConfig(), BlendNetConfig(),
-                        TrainConfig(sync=False, stage_split=[0.7, 0.2, 0.1]), DetailConfig())
+                        TrainConfig(sync=False, stage_split=[0.7, 0.2, 0.1], ema=0.995), DetailConfig())
 
 
 def standard() -> EngineConfig:
@@ -150,7 +157,8 @@ def standard() -> EngineConfig:
         LipFieldConfig(width=256, n_layers=8, skip_at=4, scale=1.0, render_scale=1.0),
         GamemConfig(scale=1.0, depth_batch=4, c2o_stride=2),
         BlendNetConfig(channels=[32, 64, 128], region_scale=1.6, batch=8),
-        TrainConfig(batch=8, lr=5e-4, steps=20000, checkpoint_every=1000, preview_every=250, eval_every=1000),
+        TrainConfig(batch=8, lr=5e-4, steps=20000, checkpoint_every=1000, preview_every=250, eval_every=1000,
+                    ema=0.999),
         DetailConfig(channels=[32, 64, 128], batch=8),
     )
 

@@ -95,6 +95,11 @@ def test_cancel_then_resume_reproduces_steps_and_losses(project_copy, tmp_path):
     assert sorted(b) == list(range(1, n + 1))
     np.testing.assert_allclose([b[i] for i in range(stop + 1, n + 1)], [a[i] for i in range(stop + 1, n + 1)],
                                rtol=1e-5)
+    # The weight average resumes with the run: the resumed model renders what the uninterrupted one does.
+    avg_full = load_checkpoint(Project(other).latest_path, Project(other))["ema"]["weights"]
+    avg_resumed = load_checkpoint(project.latest_path, project)["ema"]["weights"]
+    for k, v in avg_full.items():
+        np.testing.assert_allclose(avg_resumed[k].numpy(), v.numpy(), rtol=1e-4, atol=1e-6)
 
     # Explicit settings must match the saved ones; without them, resuming rebuilds the saved
     # settings (here the tiny config, not the quick preset's defaults) and refuses another preset.

@@ -3,7 +3,8 @@
 A checkpoint is a dict of tensors and plain values (no pickled objects), so it
 loads with torch.load(weights_only=True):
   format, version, project_id, project_shape, config (dict), fingerprint,
-  step, stage, elapsed_s, model, optimizer, rng, history
+  step, stage, elapsed_s, model, optimizer, rng, history, and ema (the weight average
+  that renders; `model` holds the raw weights the optimiser continues from)
 It is written to a temporary file and renamed, so a crash or a full disk while
 saving leaves the previous checkpoint intact.
 """
@@ -187,11 +188,16 @@ def mean_mouth(project: Project):
 
 
 def load_model(project: Project, checkpoint: Optional[Path | str] = None, device: Any = "cpu"):
-    """(model in eval mode on `device`, checkpoint dict) from a path or the project's latest."""
+    """(model in eval mode on `device`, checkpoint dict) from a path or the project's latest.
+
+    The model carries the run's weight average (core.engine.ema) where it saved one."""
+    from .ema import apply_saved_average
+
     ckpt = load_checkpoint(find_checkpoint(project, checkpoint), project)
     model = build_model(ckpt["config"], project)
     try:
         model.load_state_dict(ckpt["model"])
+        apply_saved_average(model, ckpt)           # the weight average renders, when the run kept one
     except (RuntimeError, KeyError) as e:
         raise CheckpointError(f"the checkpoint's weights do not fit its config ({str(e).splitlines()[0]}); "
                               f"train again.") from None

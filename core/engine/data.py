@@ -19,6 +19,7 @@ from ..device import free_bytes, to_device
 from ..errors import ProjectError
 from ..project import Project, redo_advice
 
+OPENING_BINS = 8            # histogram of training openings for balanced drawing (train.balance_opening)
 RESIDENT_SHARE = 0.4        # the clip stays on the GPU when it takes at most this share of its free memory
 
 
@@ -57,8 +58,34 @@ class ClipData:
         ok[self.train_idx] = True
         # Frames whose +-2 neighbours are all usable: centres of 5-frame sync windows.
         self.sync_idx = np.array([i for i in self.train_idx if i >= 2 and i + 2 < n and ok[i - 2:i + 3].all()])
+        self.draw_weights = self._opening_weights(cfg.train.balance_opening)
         self.resident = self._keep_on_device()
         self.canonical = self.image(np.array([project.manifest.canonical_index]))[0]
+
+    def _opening_weights(self, power: float) -> Optional[torch.Tensor]:
+        """(len(train_idx),) how often a step draws each training frame, or None for uniformly.
+
+        Wide openings are rare in speech, and a regression trained on the natural mix opens the
+        mouth about half as far as the speaker on speech it has not heard. A frame's weight is
+        the share of training frames in its opening bin to the power -`power`, so open mouths
+        are drawn more often (0: the natural mix)."""
+        if power <= 0 or not self.project.array_path("landmarks").is_file():
+            return None
+        from ..evaluation.metrics import lip_opening
+
+        o = lip_opening(np.asarray(self.project.array("landmarks"))[self.train_idx])
+        o = np.nan_to_num(o, nan=float(np.nanmedian(o)) if np.isfinite(o).any() else 0.0)
+        lo, hi = np.percentile(o, [2, 98])
+        bins = np.clip(((o - lo) / max(hi - lo, 1e-9) * OPENING_BINS).astype(int), 0, OPENING_BINS - 1)
+        share = np.bincount(bins, minlength=OPENING_BINS)[bins] / len(bins)
+        w = share ** -power
+        return torch.as_tensor(w / w.sum(), dtype=torch.float64)
+
+    def draw(self, b: int, gen: torch.Generator) -> np.ndarray:
+        """(b,) training frames for one step."""
+        if self.draw_weights is None:
+            return self.train_idx[torch.randint(len(self.train_idx), (b,), generator=gen).numpy()]
+        return self.train_idx[torch.multinomial(self.draw_weights, b, replacement=True, generator=gen).numpy()]
 
     def _keep_on_device(self) -> bool:
         """Copy frames and mouths to a roomy CUDA GPU once, in chunks (host RAM stays flat)."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional
@@ -29,6 +30,7 @@ from .checkpoint import (build_model, check_resume_budget, check_run_choice, kee
 from ..config import EngineConfig, preset as make_preset
 from .data import ClipData, hole_mask
 from .detail import PatchCritic, adversarial_loss, critic_loss, exclusion_window
+from .ema import WeightAverage
 from ..device import amp_dtype, autocast, pick_device, tune  # noqa: F401  (pick_device: its old home)
 from ..errors import CheckpointError, UserError
 from ..jobs import Cancelled, CancelToken, Progress, ProgressFn, ensure_token, no_progress
@@ -148,6 +150,11 @@ def train(project_dir: Path | str, preset: Optional[str] = "quick", steps: Optio
         if dev.type == "cuda" and "cuda" in ckpt["rng"]:
             torch.cuda.set_rng_state(ckpt["rng"]["cuda"].cpu())
         progress(Progress("resume", step, 0, f"resumed at step {step}"))
+    # The weight average renders and is what held-out figures and previews show.
+    ema = WeightAverage(model, cfg.train.ema) if cfg.train.ema > 0 else None
+    if ema is not None and ckpt is not None and ckpt.get("ema"):
+        ema.load_state_dict(ckpt["ema"])
+    averaged = (lambda: ema.applied(model)) if ema is not None else nullcontext
     if not ranks.main:
         gen.manual_seed(cfg.train.seed + ranks.rank + 7919 * step)
         torch.manual_seed(cfg.train.seed + ranks.rank + 7919 * step)   # its own dropout masks
@@ -188,6 +195,8 @@ def train(project_dir: Path | str, preset: Optional[str] = "quick", steps: Optio
                "rng": rng, "history": history}
         if critic is not None:
             out.update(critic=critic.state_dict(), critic_optimizer=critic_opt.state_dict())
+        if ema is not None:
+            out["ema"] = ema.state_dict()
         return out
 
     saved_at = [time.perf_counter()]
@@ -231,6 +240,8 @@ def train(project_dir: Path | str, preset: Optional[str] = "quick", steps: Optio
             scaler.scale(loss).backward()
             scaler.step(opt)
             scaler.update()
+            if ema is not None:
+                ema.update(model)
         except torch.cuda.OutOfMemoryError:
             # Once: retry the step with half the batch. Twice: keep what is trained and say what to lower.
             loss = parts = pair = None
@@ -278,11 +289,13 @@ def train(project_dir: Path | str, preset: Optional[str] = "quick", steps: Optio
         if not ranks.active:
             clock = elapsed
         if ranks.main and step % cfg.train.eval_every == 0:
-            p_, c_ = heldout_eval(model, data)
+            with averaged():
+                p_, c_ = heldout_eval(model, data)
             history.append({"step": step, "heldout_psnr": p_, "heldout_corr": c_})
             data_out.update(heldout_psnr=p_, heldout_corr=c_)
         if ranks.main and (step % cfg.train.preview_every == 0 or step == 1):
-            data_out["preview"] = preview(model, data, preview_idx)
+            with averaged():
+                data_out["preview"] = preview(model, data, preview_idx)
         if not last:                    # the first steps on a GPU: one read, for the bar
             last = {"loss": float(parts["loss"])}
         # Steps done of the step budget; under a minutes budget the total is estimated from the clock.
@@ -295,7 +308,8 @@ def train(project_dir: Path | str, preset: Optional[str] = "quick", steps: Optio
             checkpoint()
 
     digest = D.check_same_weights(model, ranks)
-    final_psnr, final_corr = heldout_eval(model, data) if ranks.main else (math.nan, math.nan)
+    with averaged():
+        final_psnr, final_corr = heldout_eval(model, data) if ranks.main else (math.nan, math.nan)
     history.append({"step": step, "heldout_psnr": final_psnr, "heldout_corr": final_corr})
     checkpoint()
     losses = [h["loss"] for h in history if "loss" in h][-5:]
@@ -385,7 +399,7 @@ def _step_loss(model, data: ClipData, cfg: EngineConfig, stage: str, recon: Reco
     (generated, real) full-box mouths for the critic's step, or None)."""
     tc = cfg.train
     parts: dict[str, float] = {}
-    idx = data.train_idx[torch.randint(len(data.train_idx), (tc.batch,), generator=gen).numpy()]
+    idx = data.draw(tc.batch, gen)
     mel = data.windows(idx, gen)
     fake = _render_mouths(model, data, cfg, mel, idx, gen, shape)
     real = data.mouths(idx, shape)
