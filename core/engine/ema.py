@@ -64,9 +64,8 @@ def apply_saved_average(model: nn.Module, ckpt: dict) -> bool:
     if not state:
         return False
     weights = state["weights"]
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name not in weights:
-                raise KeyError(name)
-            p.copy_(weights[name].to(p.dtype))
+    missing = [n for n, _ in model.named_parameters() if n not in weights]
+    if missing:
+        raise KeyError(missing[0])
+    model.load_state_dict(weights, strict=False)      # parameters only: buffers keep what `model` holds
     return True
