@@ -155,12 +155,13 @@ def build_model(cfg: EngineConfig, project: Project):
     model = Speech2Lip(cfg, project.manifest.mouth_box, arr("depth"), arr("head_mask"), arr("face_mask"))
     model.lip.set_prior(torch.from_numpy(mean_mouth(project)).permute(2, 0, 1))
     if model.detail is not None:
-        model.set_bank(reference_bank(project, cfg.detail.pool))
+        model.set_bank(reference_bank(project, cfg.detail.pool, cfg.lip.shape_dims if cfg.detail.shape_refs else 0))
     return model
 
 
-def reference_bank(project: Project, pool: int):
-    """DetailNet's references: up to `pool` training mouths with a face, spread over the split."""
+def reference_bank(project: Project, pool: int, shape_dims: int = 0):
+    """DetailNet's references: up to `pool` training mouths with a face, spread over the split;
+    with shape_dims, their tracked lip-shape coefficients for articulation look-ups."""
     import numpy as np
 
     from ..audio import frame_times, mel_windows
@@ -172,7 +173,14 @@ def reference_bank(project: Project, pool: int):
     mouth = project.array("mouth")
     times = frame_times(project.n_frames, project.fps)[idx]
     windows = mel_windows(np.asarray(project.array("mel"), np.float32), times)        # (N, 40, 80) their speech
-    return ReferenceBank(np.stack([mouth[i] for i in idx]), idx, windows)
+    shapes = None
+    if shape_dims > 0:
+        from .data import lip_shapes
+
+        train_idx = np.nonzero(has_face[:project.n_train])[0]
+        shapes = lip_shapes(np.asarray(project.array("landmarks")), np.asarray(project.array("poses")),
+                            train_idx, shape_dims)[idx]
+    return ReferenceBank(np.stack([mouth[i] for i in idx]), idx, windows, shapes=shapes)
 
 
 def mean_mouth(project: Project):

@@ -59,6 +59,11 @@ class ClipData:
         # Frames whose +-2 neighbours are all usable: centres of 5-frame sync windows.
         self.sync_idx = np.array([i for i in self.train_idx if i >= 2 and i + 2 < n and ok[i - 2:i + 3].all()])
         self.draw_weights = self._opening_weights(cfg.train.balance_opening)
+        self.lip_shape = None           # (N, K) targets of the lip field's LipShapeHead, NaN where untracked
+        if cfg.lip.shape_dims > 0 and cfg.train.w_shape > 0 and project.array_path("landmarks").is_file():
+            shapes = lip_shapes(np.asarray(project.array("landmarks")), np.asarray(project.array("poses")),
+                                self.train_idx, cfg.lip.shape_dims)
+            self.lip_shape = torch.from_numpy(shapes).to(device)
         self.resident = self._keep_on_device()
         self.canonical = self.image(np.array([project.manifest.canonical_index]))[0]
 
@@ -80,6 +85,14 @@ class ClipData:
         share = np.bincount(bins, minlength=OPENING_BINS)[bins] / len(bins)
         w = share ** -power
         return torch.as_tensor(w / w.sum(), dtype=torch.float64)
+
+    def shape_loss(self, pred: torch.Tensor, idx: np.ndarray) -> torch.Tensor:
+        """Squared error of predicted lip-shape coefficients (B, K) against frames idx's, over the
+        frames that have them; in units of the training shapes' total variance."""
+        target = self.lip_shape[torch.as_tensor(np.asarray(idx), device=pred.device)]
+        ok = torch.isfinite(target).all(1)
+        err = (pred.float() - torch.nan_to_num(target)).pow(2).sum(1)
+        return (err * ok).sum() / ok.sum().clamp(min=1)
 
     def draw(self, b: int, gen: torch.Generator) -> np.ndarray:
         """(b,) training frames for one step."""
@@ -152,6 +165,36 @@ class ClipData:
             noise = torch.randn(w.shape, generator=gen) * tc.aug_noise
             w = w + (gain + noise).to(self.device)
         return w
+
+
+def lip_shapes(landmarks: np.ndarray, poses: np.ndarray, train_idx: np.ndarray, k: int) -> np.ndarray:
+    """(N, k) float32 lip-shape coefficients: the principal components of the training frames'
+    lips, in the canonical pose, scaled so their summed variance over training is 1.
+
+    landmarks (N, 478, 2+) tracked mesh points, poses (N, 3, 4) canonical -> observed. The points
+    are centred on the lips and mapped back through the inverse of the pose's in-plane part, so
+    head turns and distance drop out and what is left is articulation. NaN rows: no usable track.
+    """
+    from ..prepare.faces import LIPS
+
+    pts = np.asarray(landmarks, np.float64)[:, LIPS, :2]                 # (N, P, 2) observed px
+    lin = np.asarray(poses, np.float64)[:, :2, :2]
+    ok = np.isfinite(pts).all(axis=(1, 2)) & np.isfinite(lin).all(axis=(1, 2))
+    ok &= np.abs(np.linalg.det(np.where(ok[:, None, None], lin, np.eye(2)))) > 1e-6
+    lin = np.where(ok[:, None, None], lin, np.eye(2))
+    centred = np.nan_to_num(pts - pts.mean(1, keepdims=True))
+    canon = np.einsum("nij,npj->npi", np.linalg.inv(lin), centred).reshape(len(pts), -1)   # (N, 2P)
+    fit = np.asarray(train_idx)[ok[train_idx]]
+    out = np.full((len(pts), k), np.nan, np.float32)
+    if len(fit) < 2:
+        return out
+    mean = canon[fit].mean(0)
+    _, sv, vt = np.linalg.svd(canon[fit] - mean, full_matrices=False)
+    total = np.sqrt((sv ** 2).sum() / len(fit))
+    basis = vt[:k] * np.sign(vt[np.arange(len(vt[:k])), np.abs(vt[:k]).argmax(1)])[:, None]   # SVD's sign, fixed
+    coef = (canon - mean) @ basis.T / max(total, 1e-9)
+    out[ok, :coef.shape[1]] = coef[ok]
+    return out
 
 
 def hole_mask(b: int, h: int, w: int, gen: torch.Generator, device) -> torch.Tensor:

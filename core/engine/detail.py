@@ -42,7 +42,7 @@ class ReferenceBank(nn.Module):
     """
 
     def __init__(self, mouths: np.ndarray, frames: np.ndarray, windows: Optional[np.ndarray] = None,
-                 key_div: int = 8) -> None:
+                 key_div: int = 8, shapes: Optional[np.ndarray] = None) -> None:
         super().__init__()
         m = torch.from_numpy(np.ascontiguousarray(mouths))                      # (N, h, w, 3) uint8
         self.key_shape = (max(2, m.shape[1] // key_div), max(2, m.shape[2] // key_div))
@@ -53,6 +53,9 @@ class ReferenceBank(nn.Module):
         self.register_buffer("keys", keys, persistent=False)
         sound = torch.zeros(len(m), 0) if windows is None else self._sound(torch.from_numpy(np.asarray(windows)))
         self.register_buffer("sound", sound, persistent=False)                 # (N, window * n_mels)
+        # Tracked lip-shape coefficients (core.engine.data.lip_shapes); untracked rows are never nearest.
+        art = torch.zeros(len(m), 0) if shapes is None else torch.from_numpy(np.asarray(shapes, np.float32))
+        self.register_buffer("shapes", torch.nan_to_num(art, nan=1e6), persistent=False)   # (N, K)
 
     def _key(self, imgs: torch.Tensor) -> torch.Tensor:
         """(B, 3, h, w) in [0, 1] -> (B, D): the mouth at 1/8 resolution, its mean removed."""
@@ -66,11 +69,14 @@ class ReferenceBank(nn.Module):
         return k - k.mean(1, keepdim=True)
 
     def nearest(self, query: torch.Tensor, k: int, exclude: Optional[torch.Tensor] = None,
-                window: int = 0, by_sound: bool = False) -> torch.Tensor:
-        """(B, 3, h', w') mouths, or (B, window, n_mels) speech with by_sound -> (B, k) bank rows
-        nearest in shape (or sound); rows within `window` frames of exclude (B,) are skipped."""
+                window: int = 0, by_sound: bool = False, by_articulation: bool = False) -> torch.Tensor:
+        """(B, 3, h', w') mouths, (B, window, n_mels) speech with by_sound, or (B, K) lip-shape
+        coefficients with by_articulation -> (B, k) bank rows nearest in look (or sound, or
+        articulation); rows within `window` frames of exclude (B,) are skipped."""
         if by_sound:
             d = torch.cdist(self._sound(query), self.sound)                    # (B, N)
+        elif by_articulation:
+            d = torch.cdist(query.float(), self.shapes)                        # (B, N)
         else:
             d = torch.cdist(self._key(query), self.keys)                       # (B, N)
         if exclude is not None and window > 0:

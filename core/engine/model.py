@@ -80,6 +80,24 @@ class LipAudioEncoder(nn.Module):
         return (h * self.weights[None, :, None]).sum(1) / self.weights.sum()
 
 
+class LipShapeHead(nn.Module):
+    """Audio feature -> the frame's lip-shape coefficients (core.engine.data.lip_shapes), a training aid.
+
+    Supervised by pixels alone, the audio feature of ~20 s of speech learns what a mouth looks
+    like more than how far it opens, and on speech it has not heard the field damps the motion
+    toward the mean mouth. Asking the same feature to predict the tracked lip shape makes it carry
+    articulation explicitly. Rendering never calls it.
+    """
+
+    def __init__(self, cfg: LipFieldConfig) -> None:
+        super().__init__()
+        self.fc = nn.Linear(cfg.audio_dim, cfg.shape_dims)
+
+    def forward(self, a: torch.Tensor) -> torch.Tensor:
+        """a (B, audio_dim) -> (B, shape_dims)"""
+        return self.fc(a)
+
+
 class LipField(nn.Module):
     """F(x, a, t): additive fusion of coordinate, audio and time, then an MLP with a skip."""
 
@@ -88,6 +106,7 @@ class LipField(nn.Module):
         self.cfg = cfg
         w = cfg.width
         self.audio = LipAudioEncoder(cfg)
+        self.shape_head = LipShapeHead(cfg) if cfg.shape_dims > 0 else None
         self.x_proj = nn.Linear(2 + 4 * cfg.x_freqs, w)
         self.a_proj = nn.Linear(cfg.audio_dim, w)
         self.t_proj = nn.Linear(2 * cfg.t_freqs, w) if cfg.t_freqs > 0 else None
@@ -109,9 +128,10 @@ class LipField(nn.Module):
         grid = (x * x.new_tensor([wp, hp]))[:, None]                                   # (B, 1, P, 2)
         return warp.sample(self.prior.expand(x.shape[0], -1, -1, -1), grid)[:, :, 0].transpose(1, 2)
 
-    def condition(self, mel: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """Per-frame part of the fused input: mel (B, window, n_mels), t (B,) -> (B, W)"""
-        c = self.a_proj(self.drop(self.audio(mel)))
+    def condition(self, mel: torch.Tensor, t: torch.Tensor, audio: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Per-frame part of the fused input: mel (B, window, n_mels), t (B,) -> (B, W);
+        audio: self.audio(mel) when the caller has it already"""
+        c = self.a_proj(self.drop(self.audio(mel) if audio is None else audio))
         if self.t_proj is not None:
             te = self.t_proj(time_encoding(t, self.cfg.t_freqs))
             if self.training and self.cfg.t_dropout > 0:
@@ -144,9 +164,10 @@ class LipField(nn.Module):
         """x (B, P, 2), mel (B, window, n_mels), t (B,) -> (B, P, 3)"""
         return self.decode(self.embed(x), self.condition(mel, t), self.base(x))
 
-    def render(self, mel: torch.Tensor, t: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    def render(self, mel: torch.Tensor, t: torch.Tensor, h: int, w: int,
+               audio: Optional[torch.Tensor] = None) -> torch.Tensor:
         """One query per pixel centre: -> (B, 3, h, w)"""
-        cond = self.condition(mel, t)
+        cond = self.condition(mel, t, audio)
         x = pixel_coords(h, w, cond.device, cond.dtype).view(1, h * w, 2)
         return self.decode(self.embed(x), cond, self.base(x)).transpose(1, 2).reshape(-1, 3, h, w)
 
@@ -376,8 +397,17 @@ class Speech2Lip(nn.Module):
         if self.bank is None:
             raise RuntimeError("DetailNet needs the reference bank; build the model with checkpoint.build_model")
         dc = self.cfg.detail
-        rows = torch.cat([self.bank.nearest(field.detach(), dc.refs - dc.sound_refs, exclude, window),
-                          self.bank.nearest(mel, dc.sound_refs, exclude, window, by_sound=True)], 1)  # (B, K)
+        n_art = dc.shape_refs if self.lip.shape_head is not None else 0
+        n_look = dc.refs - dc.sound_refs - n_art
+        picks = [self.bank.nearest(field.detach(), n_look, exclude, window),
+                 self.bank.nearest(mel, dc.sound_refs, exclude, window, by_sound=True)]
+        if n_art > 0:
+            # The training mouths whose tracked lips have the shape the speech predicts: real
+            # openings and teeth, where the lip field's own mouth opens too little.
+            with torch.no_grad():
+                shape = self.lip.shape_head(self.lip.audio(mel))                        # (B, shape_dims)
+            picks.append(self.bank.nearest(shape, n_art, exclude, window, by_articulation=True))
+        rows = torch.cat(picks, 1)                                                      # (B, K)
         return self.detail(up, self.bank.images(rows, up.dtype))
 
     def generate(self, mel: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

@@ -401,11 +401,16 @@ def _step_loss(model, data: ClipData, cfg: EngineConfig, stage: str, recon: Reco
     parts: dict[str, float] = {}
     idx = data.draw(tc.batch, gen)
     mel = data.windows(idx, gen)
-    fake = _render_mouths(model, data, cfg, mel, idx, gen, shape)
+    audio = model.lip.audio(mel)
+    fake = _render_mouths(model, data, cfg, mel, idx, gen, shape, audio)
     real = data.mouths(idx, shape)
     loss_mouth, p = recon(fake, real)
     parts.update({f"mouth_{k}": v for k, v in p.items()})
     loss = tc.w_mouth * loss_mouth
+    if model.lip.shape_head is not None and tc.w_shape > 0 and data.lip_shape is not None:
+        loss_shape = data.shape_loss(model.lip.shape_head(audio), idx)
+        parts["shape"] = loss_shape.detach()
+        loss = loss + tc.w_shape * loss_shape
     pasted, pair = fake, None
     if model.detail is not None:
         # DetailNet on the lip field's mouths (their gradient stays the lip field's own), at full box size.
@@ -451,14 +456,15 @@ def _step_loss(model, data: ClipData, cfg: EngineConfig, stage: str, recon: Reco
 
 
 def _render_mouths(model, data: ClipData, cfg: EngineConfig, mel: torch.Tensor, idx: np.ndarray,
-                   gen: torch.Generator, shape: tuple[int, int]) -> torch.Tensor:
-    """(B, 3, h, w) generated canonical mouths of frames idx (continuous sampling when configured)."""
+                   gen: torch.Generator, shape: tuple[int, int], audio: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """(B, 3, h, w) generated canonical mouths of frames idx (continuous sampling when configured);
+    audio: the lip field's audio feature of mel, when the step has it already."""
     t = data.times(idx, gen)
-    cond = model.lip.condition(mel, t)
+    cond = model.lip.condition(mel, t, audio)
     if cfg.train.continuous_sampling:
         query = lambda x: model.lip.decode(model.lip.embed(x), cond, model.lip.base(x))
         return continuous_sample(query, len(idx), *shape, device=cond.device, generator=gen)
-    return model.lip.render(mel, t, *shape)
+    return model.lip.render(mel, t, *shape, audio=audio)
 
 
 def _sync_term(model, data: ClipData, cfg: EngineConfig, gen: torch.Generator, shape: tuple[int, int],
