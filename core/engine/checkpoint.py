@@ -173,14 +173,11 @@ def reference_bank(project: Project, pool: int, shape_dims: int = 0):
     mouth = project.array("mouth")
     times = frame_times(project.n_frames, project.fps)[idx]
     windows = mel_windows(np.asarray(project.array("mel"), np.float32), times)        # (N, 40, 80) their speech
-    shapes = None
-    if shape_dims > 0:
-        from .data import lip_shapes
+    from .data import project_lip_shapes
 
-        train_idx = np.nonzero(has_face[:project.n_train])[0]
-        shapes = lip_shapes(np.asarray(project.array("landmarks")), np.asarray(project.array("poses")),
-                            train_idx, shape_dims)[idx]
-    return ReferenceBank(np.stack([mouth[i] for i in idx]), idx, windows, shapes=shapes)
+    shapes = project_lip_shapes(project, shape_dims)
+    return ReferenceBank(np.stack([mouth[i] for i in idx]), idx, windows,
+                         shapes=shapes[idx] if shapes is not None else None)
 
 
 def mean_mouth(project: Project):

@@ -60,9 +60,8 @@ class ClipData:
         self.sync_idx = np.array([i for i in self.train_idx if i >= 2 and i + 2 < n and ok[i - 2:i + 3].all()])
         self.draw_weights = self._opening_weights(cfg.train.balance_opening)
         self.lip_shape = None           # (N, K) targets of the lip field's LipShapeHead, NaN where untracked
-        if cfg.lip.shape_dims > 0 and cfg.train.w_shape > 0 and project.array_path("landmarks").is_file():
-            shapes = lip_shapes(np.asarray(project.array("landmarks")), np.asarray(project.array("poses")),
-                                self.train_idx, cfg.lip.shape_dims)
+        shapes = project_lip_shapes(project, cfg.lip.shape_dims) if cfg.train.w_shape > 0 else None
+        if shapes is not None:
             self.lip_shape = torch.from_numpy(shapes).to(device)
         self.resident = self._keep_on_device()
         self.canonical = self.image(np.array([project.manifest.canonical_index]))[0]
@@ -165,6 +164,16 @@ class ClipData:
             noise = torch.randn(w.shape, generator=gen) * tc.aug_noise
             w = w + (gain + noise).to(self.device)
         return w
+
+
+def project_lip_shapes(project: Project, k: int) -> Optional[np.ndarray]:
+    """(N, k) lip_shapes of a project's frames, fitted on its training frames with a face;
+    None when k is 0 or the project has no landmarks."""
+    if k <= 0 or not project.array_path("landmarks").is_file():
+        return None
+    n = project.n_train
+    train_idx = np.nonzero(np.asarray(project.array("has_face"), bool)[:n])[0]
+    return lip_shapes(np.asarray(project.array("landmarks")), np.asarray(project.array("poses")), train_idx, k)
 
 
 def lip_shapes(landmarks: np.ndarray, poses: np.ndarray, train_idx: np.ndarray, k: int) -> np.ndarray:
