@@ -50,12 +50,23 @@ def tune(dev: torch.device) -> None:
         torch.backends.cudnn.benchmark = True       # fixed training shapes: the autotuned kernel is reused
 
 
+def cpu_has_bf16() -> bool:
+    """True when the CPU computes bf16 natively (AVX512-BF16 or AMX); elsewhere it is emulated, and slower."""
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+
+
 def amp_dtype(dev: torch.device, enabled: bool = True):
     """The autocast dtype for `dev`, or None for full fp32: bf16 where the GPU has it (no scaler
-    needed: its range is fp32's), fp16 on older GPUs (with a GradScaler), none on CPU/MPS."""
-    if not enabled or dev.type != "cuda":
+    needed: its range is fp32's), fp16 on older GPUs (with a GradScaler); bf16 on a CPU that has
+    it natively (training steps ~25 % shorter on a 2-core AVX512-BF16 CPU, bench/quality.py); none on MPS."""
+    if not enabled:
         return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if dev.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if dev.type == "cpu" and cpu_has_bf16():
+        return torch.bfloat16
+    return None
 
 
 def autocast(dev: torch.device, dtype):

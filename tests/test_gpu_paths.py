@@ -30,14 +30,64 @@ def test_one_device_helper_and_a_clear_message_without_cuda(monkeypatch):
     assert Dv.describe(torch.device("cpu"))[1] is False
 
 
-def test_autocast_is_bf16_where_supported_else_fp16_and_off_on_cpu(monkeypatch):
-    cuda = torch.device("cuda")
+def test_autocast_is_bf16_where_supported_else_fp16_and_off_on_cpus_without_bf16(monkeypatch):
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     assert Dv.amp_dtype(cuda) is torch.bfloat16
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
     assert Dv.amp_dtype(cuda) is torch.float16                # the loop enables its GradScaler for this one only
     assert Dv.amp_dtype(cuda, enabled=False) is None
-    assert Dv.amp_dtype(torch.device("cpu")) is None
+    assert Dv.amp_dtype(torch.device("mps")) is None
+    for native in (True, False):                              # emulated bf16 would be slower than fp32
+        monkeypatch.setattr(Dv, "cpu_has_bf16", lambda: native)
+        assert Dv.amp_dtype(cpu) is (torch.bfloat16 if native else None)
+    assert Dv.amp_dtype(cpu, enabled=False) is None
+
+
+def test_mixed_precision_keeps_losses_geometry_and_norms_in_fp32(obama_project):
+    """Under bf16 autocast (a GPU's, or a CPU's with native bf16) SSIM's variances, pixel
+    coordinates and GroupNorm statistics stay fp32: in bf16 the face loss went to -inf within
+    three steps and a region origin can move by a pixel."""
+    from engine_fixtures import smoke_config
+    from speech2lip.core.engine.checkpoint import build_model
+    from speech2lip.core.engine.data import ClipData
+    from speech2lip.core.engine.losses import Reconstruction
+    from speech2lip.core.engine.model import GroupNorm32
+    from speech2lip.core.engine.train import _step_loss
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(2, 3, 32, 32, generator=g), torch.rand(2, 3, 32, 32, generator=g)
+    recon = Reconstruction(0.1, 0.0, use_lpips=False)
+    fp32 = recon(x, y)[0]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = recon(x, y)[0]
+        norm = GroupNorm32(4, 8)
+        h = torch.randn(2, 8, 6, 6, generator=g).bfloat16()
+        assert norm(h).dtype is torch.bfloat16
+    assert mixed.dtype is torch.float32 and torch.allclose(mixed, fp32, rtol=1e-6)
+    assert torch.allclose(norm(h).float(), torch.nn.GroupNorm(4, 8)(h.float()), atol=1e-2)
+
+    project = Project(obama_project)
+    cfg = smoke_config()
+    data = ClipData(project, cfg, torch.device("cpu"))
+    torch.manual_seed(0)
+    model = build_model(cfg, project)
+    poses = data.poses[data.train_idx[:8]] + torch.linspace(0, 0.4, 8)[:, None, None]   # sub-pixel shifts
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed_origin = model.region_origin(poses)
+    assert torch.equal(mixed_origin, model.region_origin(poses))
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
+    recon = Reconstruction(cfg.train.w_struct, 0.0, use_lpips=False)
+    gen = torch.Generator().manual_seed(0)
+    for step in range(4):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss, parts, _ = _step_loss(model, data, cfg, "blend", recon, gen, model.mouth_shape(cfg.lip.scale),
+                                        None, None, step)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        assert all(torch.isfinite(torch.as_tensor(v)) for v in parts.values()), parts
+    assert torch.isfinite(model.gamem.depth).all()
 
 
 def test_compile_flag_does_not_change_what_a_checkpoint_is():

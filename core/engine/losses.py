@@ -93,8 +93,13 @@ class Reconstruction(nn.Module):
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor,
                 mask: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        # SSIM's small variances need fp32 under AMP, convolutions included (bf16 made them -inf).
+        with torch.autocast(pred.device.type, enabled=False):
+            return self._forward(pred.float(), target.float(), mask)
+
+    def _forward(self, pred: torch.Tensor, target: torch.Tensor,
+                 mask: Optional[torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         # The parts stay detached tensors: reading them as numbers would stall a GPU every step.
-        pred, target = pred.float(), target.float()          # SSIM's small variances need fp32 under AMP
         mse = _masked_mean(((pred - target) ** 2).mean(1, keepdim=True), mask)
         if self.w <= 0:
             return mse, {"mse": mse.detach()}

@@ -110,6 +110,7 @@ class LipField(nn.Module):
         self.x_proj = nn.Linear(2 + 4 * cfg.x_freqs, w)
         self.a_proj = nn.Linear(cfg.audio_dim, w)
         self.t_proj = nn.Linear(2 * cfg.t_freqs, w) if cfg.t_freqs > 0 else None
+        self.s_proj = nn.Linear(cfg.shape_dims, w) if cfg.shape_cond and cfg.shape_dims > 0 else None
         self.drop = nn.Dropout(cfg.dropout)
         self.layers = nn.ModuleList(
             nn.Linear(2 * w if i == cfg.skip_at else w, w) for i in range(cfg.n_layers))
@@ -128,10 +129,15 @@ class LipField(nn.Module):
         grid = (x * x.new_tensor([wp, hp]))[:, None]                                   # (B, 1, P, 2)
         return warp.sample(self.prior.expand(x.shape[0], -1, -1, -1), grid)[:, :, 0].transpose(1, 2)
 
-    def condition(self, mel: torch.Tensor, t: torch.Tensor, audio: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def condition(self, mel: torch.Tensor, t: torch.Tensor, audio: Optional[torch.Tensor] = None,
+                  shape: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Per-frame part of the fused input: mel (B, window, n_mels), t (B,) -> (B, W);
-        audio: self.audio(mel) when the caller has it already"""
-        c = self.a_proj(self.drop(self.audio(mel) if audio is None else audio))
+        audio: self.audio(mel) when the caller has it already; shape (B, shape_dims): the lip
+        shape to render (training gives the tracked one), else the head's prediction from speech"""
+        a = self.audio(mel) if audio is None else audio
+        c = self.a_proj(self.drop(a))
+        if self.s_proj is not None:
+            c = c + self.s_proj(self.shape_head(a) if shape is None else shape)
         if self.t_proj is not None:
             te = self.t_proj(time_encoding(t, self.cfg.t_freqs))
             if self.training and self.cfg.t_dropout > 0:
@@ -165,9 +171,9 @@ class LipField(nn.Module):
         return self.decode(self.embed(x), self.condition(mel, t), self.base(x))
 
     def render(self, mel: torch.Tensor, t: torch.Tensor, h: int, w: int,
-               audio: Optional[torch.Tensor] = None) -> torch.Tensor:
+               audio: Optional[torch.Tensor] = None, lip_shape: Optional[torch.Tensor] = None) -> torch.Tensor:
         """One query per pixel centre: -> (B, 3, h, w)"""
-        cond = self.condition(mel, t, audio)
+        cond = self.condition(mel, t, audio, lip_shape)
         x = pixel_coords(h, w, cond.device, cond.dtype).view(1, h * w, 2)
         return self.decode(self.embed(x), cond, self.base(x)).transpose(1, 2).reshape(-1, 3, h, w)
 
@@ -299,12 +305,21 @@ class Gamem(nn.Module):
 
 # --- Blend-Net ------------------------------------------------------------------------------
 
+class GroupNorm32(nn.GroupNorm):
+    """GroupNorm computed in fp32 under mixed precision: its statistics want the range, and
+    oneDNN's bf16 GroupNorm backward is three times slower than fp32 on a CPU."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            return super().forward(x.float()).to(x.dtype)
+
+
 class ConvBlock(nn.Sequential):
     # GroupNorm instead of the official BatchNorm: batches here are a few crops, and
     # BatchNorm's running statistics would differ between training and rendering.
     def __init__(self, c_in: int, c_out: int) -> None:
-        super().__init__(nn.Conv2d(c_in, c_out, 3, padding=1), nn.GroupNorm(4, c_out), nn.ReLU(inplace=True),
-                         nn.Conv2d(c_out, c_out, 3, padding=1), nn.GroupNorm(4, c_out), nn.ReLU(inplace=True))
+        super().__init__(nn.Conv2d(c_in, c_out, 3, padding=1), GroupNorm32(4, c_out), nn.ReLU(inplace=True),
+                         nn.Conv2d(c_out, c_out, 3, padding=1), GroupNorm32(4, c_out), nn.ReLU(inplace=True))
 
 
 def unet(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -416,6 +431,10 @@ class Speech2Lip(nn.Module):
 
     def region_origin(self, poses: torch.Tensor) -> torch.Tensor:
         """(B, 2) integer top-left (x, y) of the blended region: centred on the observed box centre."""
+        with fp32(poses):                      # bf16 holds a pixel coordinate near 200 only to 1 px
+            return self._region_origin(poses.float())
+
+    def _region_origin(self, poses: torch.Tensor) -> torch.Tensor:
         x0, y0, w, h = self.box
         cx, cy = x0 + w / 2, y0 + h / 2
         iy = min(self.size - 1, max(0, int(cy)))
