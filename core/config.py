@@ -41,9 +41,6 @@ class LipFieldConfig:
     prior: bool = True                # output is a residual over the mean training mouth
     shape_dims: int = 0               # lip-shape coefficients the audio feature must predict (LipShapeHead),
                                       # with train.w_shape; 8 / 0.01 cost held-out PSNR on two clips (README)
-    shape_cond: bool = False          # the field is also conditioned on that lip shape: the tracked one in
-                                      # training (teacher forcing), the head's prediction from speech when rendering
-    shape_noise: float = 0.1          # std of the noise on the tracked shape it is given in training
 
 
 @dataclass
@@ -108,8 +105,6 @@ class TrainConfig:
     eval_every: int = 250             # held-out mouth PSNR into the loss history
     balance_opening: float = 0.0      # draw wide-open mouths more often: weight = opening-bin share ** -this;
                                       # 0.5 and 1 helped two clips and cost obama_address_c its teeth (README)
-    lip_share: float = 1.0            # share of the budget during which the lip field learns; after it the field
-                                      # is frozen and DetailNet and Blend-Net go on learning on its mouths
     ema: float = 0.0                  # decay of the weight average that renders (core.engine.ema); 0: the last
                                       # step's weights, as checkpoints from before it were made
     amp: bool = True                  # mixed precision: bf16 where the GPU or the CPU has it natively, fp16 + scaler
@@ -148,12 +143,9 @@ class EngineConfig:
                                                                           "preview_every", "eval_every", "compile")}
         if not self.detail.enabled:     # as checkpoints made before the detail stage hashed it
             d.pop("detail")
-        if not self.lip.shape_cond:
-            d["lip"].pop("shape_noise")
-        for section, name, off in (("train", "ema", 0), ("train", "balance_opening", 0), ("train", "w_shape", 0),
-                                   ("lip", "shape_dims", 0), ("detail", "shape_refs", 0), ("lip", "shape_cond", False),
-                                   ("train", "lip_share", 1.0)):     # added later: off, they hash as before
-            if section in d and d[section][name] == off:
+        for section, name in (("train", "ema"), ("train", "balance_opening"), ("train", "w_shape"),
+                              ("lip", "shape_dims"), ("detail", "shape_refs")):     # added later: off, they hash as before
+            if section in d and not d[section][name]:
                 d[section].pop(name)
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 

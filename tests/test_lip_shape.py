@@ -104,37 +104,3 @@ def test_articulation_references_share_the_predicted_lip_shape(obama_project):
     assert out.shape == (3, 3, *model.mouth_shape(1.0))
     assert [k.get("by_articulation", False) for k in calls].count(True) == 1
     assert model.bank.shapes.shape[1] == 8
-
-
-def test_shape_conditioned_field_learns_from_tracked_shapes_and_renders_from_speech(obama_project):
-    import pytest
-
-    from speech2lip.core.engine.checkpoint import build_model
-    from speech2lip.core.engine.train import _render_mouths, train
-    from speech2lip.core.errors import UserError
-
-    project = Project(obama_project)
-    cfg = smoke_config(**ON, **{"lip.shape_cond": True, "lip.shape_noise": 0.0})
-    data = ClipData(project, cfg, torch.device("cpu"))
-    torch.manual_seed(0)
-    model = build_model(cfg, project).eval()
-    with torch.no_grad():                   # an untrained projection would hide the shape's effect
-        model.lip.s_proj.weight.normal_(0, 1.0)
-    idx = data.train_idx[:4]
-    mel, shape = data.windows(idx), model.mouth_shape(cfg.lip.scale)
-    gen = lambda: torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        taught = _render_mouths(model, data, cfg, mel, idx, gen(), shape, teacher=True)
-        own = _render_mouths(model, data, cfg, mel, idx, gen(), shape)
-        cond = model.lip.condition(mel, data.times(idx), shape=data.lip_shape[torch.as_tensor(idx)])
-        assert (taught - own).abs().max() > 1e-3          # the tracked shape, not the prediction, in training
-        # Rendering (no shape given) is driven by the head's prediction from the speech alone.
-        pred = model.lip.shape_head(model.lip.audio(mel))
-        assert torch.allclose(model.lip.condition(mel, data.times(idx)),
-                              model.lip.condition(mel, data.times(idx), shape=pred))
-        assert not torch.allclose(cond, model.lip.condition(mel, data.times(idx)))
-    # Without the head trained, conditioning on it is refused before any step.
-    with pytest.raises(UserError, match="shape_cond"):
-        train(project.root, config=smoke_config(**{"lip.shape_cond": True}), steps=1)
-    old = preset("quick")
-    assert preset("quick", **{"lip.shape_noise": 0.5}).fingerprint() == old.fingerprint()

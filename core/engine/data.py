@@ -93,14 +93,6 @@ class ClipData:
         err = (pred.float() - torch.nan_to_num(target)).pow(2).sum(1)
         return (err * ok).sum() / ok.sum().clamp(min=1)
 
-    def teacher_shapes(self, idx: np.ndarray, gen: torch.Generator, fallback: torch.Tensor) -> torch.Tensor:
-        """(B, K) the tracked lip shapes of frames idx, with noise (lip.shape_noise) so the field
-        tolerates the head's imprecision; rows without a track take `fallback`'s."""
-        target = self.lip_shape[torch.as_tensor(np.asarray(idx), device=fallback.device)]
-        noise = torch.randn(target.shape, generator=gen).to(target) * self.cfg.lip.shape_noise
-        ok = torch.isfinite(target).all(1, keepdim=True)
-        return torch.where(ok, torch.nan_to_num(target) + noise, fallback)
-
     def draw(self, b: int, gen: torch.Generator) -> np.ndarray:
         """(b,) training frames for one step."""
         if self.draw_weights is None:

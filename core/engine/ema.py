@@ -41,11 +41,9 @@ class WeightAverage:
         self.updates = int(state["updates"])
 
     @torch.no_grad()
-    def copy_to(self, model: nn.Module, prefix: str = "") -> None:
-        """The averaged weights into `model`'s parameters (only those whose names start with prefix)."""
-        for (name, p), s in zip(model.named_parameters(), self.shadow):
-            if name.startswith(prefix):
-                p.copy_(s.to(p.dtype))
+    def copy_to(self, model: nn.Module) -> None:
+        for (_, p), s in zip(model.named_parameters(), self.shadow):
+            p.copy_(s.to(p.dtype))
 
     @contextmanager
     def applied(self, model: nn.Module) -> Iterator[nn.Module]:

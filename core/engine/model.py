@@ -110,7 +110,6 @@ class LipField(nn.Module):
         self.x_proj = nn.Linear(2 + 4 * cfg.x_freqs, w)
         self.a_proj = nn.Linear(cfg.audio_dim, w)
         self.t_proj = nn.Linear(2 * cfg.t_freqs, w) if cfg.t_freqs > 0 else None
-        self.s_proj = nn.Linear(cfg.shape_dims, w) if cfg.shape_cond and cfg.shape_dims > 0 else None
         self.drop = nn.Dropout(cfg.dropout)
         self.layers = nn.ModuleList(
             nn.Linear(2 * w if i == cfg.skip_at else w, w) for i in range(cfg.n_layers))
@@ -129,15 +128,10 @@ class LipField(nn.Module):
         grid = (x * x.new_tensor([wp, hp]))[:, None]                                   # (B, 1, P, 2)
         return warp.sample(self.prior.expand(x.shape[0], -1, -1, -1), grid)[:, :, 0].transpose(1, 2)
 
-    def condition(self, mel: torch.Tensor, t: torch.Tensor, audio: Optional[torch.Tensor] = None,
-                  shape: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def condition(self, mel: torch.Tensor, t: torch.Tensor, audio: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Per-frame part of the fused input: mel (B, window, n_mels), t (B,) -> (B, W);
-        audio: self.audio(mel) when the caller has it already; shape (B, shape_dims): the lip
-        shape to render (training gives the tracked one), else the head's prediction from speech"""
-        a = self.audio(mel) if audio is None else audio
-        c = self.a_proj(self.drop(a))
-        if self.s_proj is not None:
-            c = c + self.s_proj(self.shape_head(a) if shape is None else shape)
+        audio: self.audio(mel) when the caller has it already"""
+        c = self.a_proj(self.drop(self.audio(mel) if audio is None else audio))
         if self.t_proj is not None:
             te = self.t_proj(time_encoding(t, self.cfg.t_freqs))
             if self.training and self.cfg.t_dropout > 0:
@@ -171,9 +165,9 @@ class LipField(nn.Module):
         return self.decode(self.embed(x), self.condition(mel, t), self.base(x))
 
     def render(self, mel: torch.Tensor, t: torch.Tensor, h: int, w: int,
-               audio: Optional[torch.Tensor] = None, lip_shape: Optional[torch.Tensor] = None) -> torch.Tensor:
+               audio: Optional[torch.Tensor] = None) -> torch.Tensor:
         """One query per pixel centre: -> (B, 3, h, w)"""
-        cond = self.condition(mel, t, audio, lip_shape)
+        cond = self.condition(mel, t, audio)
         x = pixel_coords(h, w, cond.device, cond.dtype).view(1, h * w, 2)
         return self.decode(self.embed(x), cond, self.base(x)).transpose(1, 2).reshape(-1, 3, h, w)
 

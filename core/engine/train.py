@@ -99,11 +99,6 @@ def train(project_dir: Path | str, preset: Optional[str] = "quick", steps: Optio
     if sync_expert is not None and not sync_expert.is_file():
         raise UserError(f"no sync expert at {sync_expert}; check the path, or leave out --sync-expert.")
     cfg = config or make_preset(preset or "quick")
-    if not 0 < cfg.train.lip_share <= 1:
-        raise UserError(f"train.lip_share must be in (0, 1] (it is {cfg.train.lip_share:g}).")
-    if cfg.lip.shape_cond and not (cfg.lip.shape_dims > 0 and cfg.train.w_shape > 0):
-        raise UserError("lip.shape_cond needs the lip-shape head trained: set lip.shape_dims (e.g. 8) "
-                        "and train.w_shape (e.g. 0.01).")
     ckpt = None
     if resume:
         ckpt = load_checkpoint(latest_path(project), project, config, map_location=dev)
@@ -118,9 +113,6 @@ def train(project_dir: Path | str, preset: Optional[str] = "quick", steps: Optio
     tune(dev)
     torch.manual_seed(cfg.train.seed)   # the same initial weights on every rank
     data = ClipData(project, cfg, dev)
-    if cfg.lip.shape_cond and data.lip_shape is None:
-        raise UserError(f"{project.root} has no tracked landmarks, which lip.shape_cond learns from; "
-                        f"run `speech2lip prepare` again, or train without lip.shape_cond.")
     model = build_model(cfg, project).to(dev)
     lip_params = list(model.lip.parameters())
     groups = [
@@ -229,13 +221,6 @@ def train(project_dir: Path | str, preset: Optional[str] = "quick", steps: Optio
         if cancel.cancelled and not ranks.active:       # several ranks agree on stopping at log steps
             raise stopped()
         stage = budget.stage(step, clock)
-        if model.lip.out.weight.requires_grad and budget.fraction(step, clock) >= cfg.train.lip_share:
-            # Past its share the lip field stops learning (and its backward pass is skipped): on ~20 s of
-            # speech its held-out mouths peak well before the end, while DetailNet and Blend-Net still gain.
-            # It freezes at its running average, which is what renders (the raw weights are noisier).
-            if ema is not None:
-                ema.copy_to(model, prefix="lip.")
-            model.lip.requires_grad_(False)
         if stage == "sync" and expert is None:
             # A minutes budget also bounds training the expert: it gets a share of the total.
             minutes_cap = 0.1 * budget.seconds / 60 if budget.seconds else None
@@ -417,7 +402,7 @@ def _step_loss(model, data: ClipData, cfg: EngineConfig, stage: str, recon: Reco
     idx = data.draw(tc.batch, gen)
     mel = data.windows(idx, gen)
     audio = model.lip.audio(mel)
-    fake = _render_mouths(model, data, cfg, mel, idx, gen, shape, audio, teacher=True)
+    fake = _render_mouths(model, data, cfg, mel, idx, gen, shape, audio)
     real = data.mouths(idx, shape)
     loss_mouth, p = recon(fake, real)
     parts.update({f"mouth_{k}": v for k, v in p.items()})
@@ -471,22 +456,13 @@ def _step_loss(model, data: ClipData, cfg: EngineConfig, stage: str, recon: Reco
 
 
 def _render_mouths(model, data: ClipData, cfg: EngineConfig, mel: torch.Tensor, idx: np.ndarray,
-                   gen: torch.Generator, shape: tuple[int, int], audio: Optional[torch.Tensor] = None,
-                   teacher: bool = False) -> torch.Tensor:
+                   gen: torch.Generator, shape: tuple[int, int], audio: Optional[torch.Tensor] = None) -> torch.Tensor:
     """(B, 3, h, w) generated canonical mouths of frames idx (continuous sampling when configured);
-    audio: the lip field's audio feature of mel, when the step has it already; teacher: a
-    shape-conditioned field (lip.shape_cond) is given the frames' tracked lip shapes, not its own
-    prediction, so it learns shape -> mouth from clean inputs (the head learns speech -> shape)."""
+    audio: the lip field's audio feature of mel, when the step has it already."""
     t = data.times(idx, gen)
-    lip_shape = None
-    if teacher and model.lip.s_proj is not None:
-        a = model.lip.audio(mel) if audio is None else audio
-        audio = a
-        lip_shape = data.teacher_shapes(idx, gen, model.lip.shape_head(a).detach())
-    if not (cfg.train.continuous_sampling and model.lip.out.weight.requires_grad):
-        # Frozen (train.lip_share), the field renders one query per pixel, as dubbing does: a quarter of the work.
-        return model.lip.render(mel, t, *shape, audio=audio, lip_shape=lip_shape)
-    cond = model.lip.condition(mel, t, audio, lip_shape)
+    if not cfg.train.continuous_sampling:
+        return model.lip.render(mel, t, *shape, audio=audio)
+    cond = model.lip.condition(mel, t, audio)
     query = lambda x: model.lip.decode(model.lip.embed(x), cond, model.lip.base(x))
     return continuous_sample(query, len(idx), *shape, device=cond.device, generator=gen)
 
