@@ -151,10 +151,10 @@ class EngineConfig:
 
 
 def quick() -> EngineConfig:
-    # A CPU budget of minutes cannot also train a useful sync expert (it needs a few minutes of
-    # its own), so quick uses one only when the project already has it.
+    # With the sync stage (an expert trained on the clip, then Eq. 6 over the last 10 %) held-out
+    # PSNR rose on all three shared clips in fp32 and in bf16 (README), for about a minute more.
     return EngineConfig("quick", LipFieldConfig(), GamemConfig(), BlendNetConfig(),
-                        TrainConfig(sync=False, stage_split=[0.7, 0.2, 0.1], ema=0.995), DetailConfig())
+                        TrainConfig(stage_split=[0.7, 0.2, 0.1], ema=0.995), DetailConfig())
 
 
 def standard() -> EngineConfig:
