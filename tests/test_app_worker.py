@@ -128,8 +128,9 @@ def test_cycles_made_in_a_worker_are_collected_in_the_gui_thread(qtbot, queue):
             _Cycle(seen)
         return True
 
-    with qtbot.waitSignal(queue.submit(Job("garbage", make_garbage)).succeeded, timeout=10000):
-        pass
+    job = Job("garbage", make_garbage)
+    with qtbot.waitSignal(job.succeeded, timeout=10000):     # listening before the job can finish
+        queue.submit(job)
     qtbot.waitUntil(lambda: len(seen) >= 4000, timeout=5000)   # the timer's work; the rest is below gc's threshold
     gc.collect()
     assert len(seen) == 5000 and set(seen) == {gui}
