@@ -52,7 +52,7 @@ def test_mixed_precision_keeps_losses_geometry_and_norms_in_fp32(obama_project):
     from speech2lip.core.engine.checkpoint import build_model
     from speech2lip.core.engine.data import ClipData
     from speech2lip.core.engine.losses import Reconstruction
-    from speech2lip.core.engine.model import GroupNorm32
+    from speech2lip.core.engine.unet import GroupNorm32
     from speech2lip.core.engine.train import _step_loss
 
     g = torch.Generator().manual_seed(0)

@@ -32,6 +32,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..config import DetailConfig
+from .unet import ConvBlock, unet
 
 
 class ReferenceBank(nn.Module):
@@ -101,8 +102,6 @@ class DetailNet(nn.Module):
 
     def __init__(self, cfg: DetailConfig) -> None:
         super().__init__()
-        from .model import ConvBlock
-
         self.cfg = cfg
         c0, c1, c2 = cfg.channels
         k = cfg.refs
@@ -126,7 +125,6 @@ class DetailNet(nn.Module):
         ph, pw = (-h) % 4, (-w) % 4                                             # U-Net sides: multiples of 4
         x = F.pad(srcs.flatten(1, 2) * 2 - 1, (0, pw, 0, ph), mode="replicate")
         x = x.contiguous(memory_format=torch.channels_last)
-        from .model import unet
 
         o = self.out(unet(self, x))[..., :h, :w].contiguous()                   # (B, K+1+3, h, w)
         weights = o[:, :k + 1].softmax(1)                                       # (B, K+1, h, w)
